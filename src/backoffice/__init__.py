@@ -1,0 +1,93 @@
+"""Backoffice: a Flask REST API for a team's back office."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from apiflask import APIFlask
+from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from backoffice import health, items
+from backoffice.cli import register_commands
+from backoffice.config import load_settings
+from backoffice.conventions import init_conventions
+from backoffice.errors import register_error_handlers
+from backoffice.database import render_item
+from backoffice.extensions import db, migrate
+from backoffice.health.service import VERSION
+from backoffice.json_provider import OrjsonProvider
+from backoffice.observability import configure_logging, init_request_logging
+from backoffice.openapi import init_openapi
+
+#: Alembic revisions, checked in at the repository root beside src/.
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
+    """Build the app from `config`, or from the environment when none is given."""
+    settings = dict(config) if config is not None else load_settings()
+    app = APIFlask(
+        __name__,
+        title="Backoffice API",
+        static_folder=None,
+        version=VERSION,
+        instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()),
+    )
+    app.json = OrjsonProvider(app)
+    app.config.update(settings)
+    if settings.get("INSTANCE_CONFIG"):
+        app.config.from_pyfile("config.py", silent=True)
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{app.instance_path}/backoffice.db"
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config)
+
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
+    if app.config["PROXY_FIX_X_FOR"] or app.config["PROXY_FIX_X_PROTO"]:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=app.config["PROXY_FIX_X_PROTO"]
+        )
+
+    db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_item=render_item, compare_type=True)
+    init_request_logging(app)
+    init_conventions(app)
+    init_openapi(app)
+    register_error_handlers(app)
+    _register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def _register_blueprints(app: APIFlask) -> None:
+    prefix = app.config["API_PREFIX"]
+    app.register_blueprint(health.bp)
+    app.register_blueprint(health.readiness_bp, url_prefix=prefix)
+    app.register_blueprint(items.bp, url_prefix=prefix)
+
+
+def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return {"connect_args": {"timeout": 15}}
+    return {
+        "pool_size": config["DB_POOL_SIZE"],
+        "max_overflow": config["DB_POOL_SIZE"],
+        "pool_recycle": 1800,
+        "connect_args": {"connect_timeout": 5},
+    }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite: enforce foreign keys, and let readers and a writer work side by side (WAL)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

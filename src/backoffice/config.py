@@ -1,0 +1,147 @@
+"""Settings, one profile per environment, every value overridable from the environment.
+
+`load_settings(os.environ)` is what `create_app()` uses; tests call it with a dict of
+their own so nothing leaks in from the machine running them. Every variable read
+here is listed, with its default, in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+#: The development key. It works on a laptop and is refused by production.
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+
+
+class ConfigError(RuntimeError):
+    """The environment asks for a configuration the service refuses to run with."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+def _prefix(value: str) -> str:
+    value = value.strip()
+    if not value.startswith("/") or value.endswith("/") and value != "/":
+        raise ConfigError(f"API_PREFIX must start with '/' and not end with one: {value!r}")
+    return "" if value == "/" else value
+
+
+def normalize_database_url(url: str) -> str:
+    """Point PostgreSQL URLs at psycopg 3, whatever spelling the platform hands us."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+#: environment variable -> (config key, parser)
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "SECRET_KEY": ("SECRET_KEY", str),
+    "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", normalize_database_url),
+    "API_PREFIX": ("API_PREFIX", _prefix),
+    "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
+    "LOG_LEVEL": ("LOG_LEVEL", lambda v: v.strip().upper()),
+    "LOG_JSON": ("LOG_JSON", _bool),
+    "DB_POOL_SIZE": ("DB_POOL_SIZE", int),
+    "PROXY_FIX_X_FOR": ("PROXY_FIX_X_FOR", int),
+    "PROXY_FIX_X_PROTO": ("PROXY_FIX_X_PROTO", int),
+    "IDEMPOTENCY_TTL_SECONDS": ("IDEMPOTENCY_TTL_SECONDS", int),
+    "INSTANCE_CONFIG": ("INSTANCE_CONFIG", _bool),
+}
+
+
+class Config:
+    """Defaults shared by every profile."""
+
+    APP_ENV: ClassVar[str] = "development"
+
+    SECRET_KEY = DEFAULT_SECRET_KEY
+    #: None means "the SQLite file in instance/", resolved by create_app().
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    API_PREFIX = "/api"
+    #: Request bodies larger than this are refused with 413 before they are read.
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    LOG_LEVEL = "INFO"
+    LOG_JSON = True
+    DB_POOL_SIZE = 10
+    #: How many proxies in front of us may set X-Forwarded-For / -Proto (0: trust none).
+    PROXY_FIX_X_FOR = 0
+    PROXY_FIX_X_PROTO = 0
+    IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+    #: Read instance/config.py for local overrides.
+    INSTANCE_CONFIG = True
+    TESTING = False
+    DEBUG = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The profile's defaults, overridden by whatever `environ` sets, validated."""
+        settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+        for variable, (key, parse) in ENVIRONMENT.items():
+            if variable in environ:
+                settings[key] = parse(environ[variable])
+        cls.validate(settings)
+        return settings
+
+    @classmethod
+    def validate(cls, settings: dict[str, Any]) -> None:
+        """Refuse settings no profile can run with."""
+        if settings["MAX_CONTENT_LENGTH"] <= 0:
+            raise ConfigError("MAX_CONTENT_LENGTH must be positive")
+
+
+class DevelopmentConfig(Config):
+    APP_ENV = "development"
+    LOG_JSON = False
+
+
+class TestingConfig(Config):
+    APP_ENV = "testing"
+    TESTING = True
+    INSTANCE_CONFIG = False
+    LOG_LEVEL = "WARNING"
+
+
+class ProductionConfig(Config):
+    APP_ENV = "production"
+    INSTANCE_CONFIG = False
+
+    @classmethod
+    def validate(cls, settings: dict[str, Any]) -> None:
+        super().validate(settings)
+        secret = settings["SECRET_KEY"]
+        if secret == DEFAULT_SECRET_KEY or len(secret) < 32:
+            raise ConfigError(
+                "production needs SECRET_KEY: a random value of 32 characters or more "
+                '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        if not settings["SQLALCHEMY_DATABASE_URI"]:
+            raise ConfigError("production needs DATABASE_URL")
+
+
+PROFILES: dict[str, type[Config]] = {
+    profile.APP_ENV: profile for profile in (DevelopmentConfig, TestingConfig, ProductionConfig)
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings for the profile `APP_ENV` names (development by default)."""
+    environ = os.environ if environ is None else environ
+    name = environ.get("APP_ENV", "development").strip().lower()
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise ConfigError(f"APP_ENV must be one of {sorted(PROFILES)}, not {name!r}") from None
+    settings = profile.from_env(environ)
+    settings["APP_ENV"] = profile.APP_ENV
+    return settings
+

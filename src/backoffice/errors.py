@@ -1,0 +1,191 @@
+"""The problem-details layer (RFC 9457).
+
+Services raise `APIError` subclasses; Werkzeug raises its own HTTP exceptions; the
+schema layer raises validation errors; anything else is a bug. Every one of them
+leaves through `problem()` as `application/problem+json`, with the request id, and
+with the headers the status needs (`Allow`, `WWW-Authenticate`, `Retry-After`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from apiflask import APIFlask
+from apiflask.exceptions import HTTPError, _ValidationError
+from flask import Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+#: Query and path parameters that fail validation are a malformed request (400);
+#: a body that parses but breaks the schema is 422.
+MALFORMED_LOCATIONS = frozenset({"query", "querystring", "path", "view_args", "headers"})
+
+
+class APIError(Exception):
+    """An error the client can act on. Subclasses fix the status and the problem type."""
+
+    status: int = 500
+    slug: str = "internal-error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Iterable[Mapping[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        self.detail = detail or HTTPStatus(self.status).description
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+        super().__init__(self.detail)
+
+
+class BadRequest(APIError):
+    status, slug = 400, "bad-request"
+
+
+class Unauthorized(APIError):
+    status, slug = 401, "unauthorized"
+
+
+class Forbidden(APIError):
+    status, slug = 403, "forbidden"
+
+
+class NotFound(APIError):
+    status, slug = 404, "not-found"
+
+    def __init__(self, resource: str, resource_id: object) -> None:
+        super().__init__(f"{resource} {resource_id} was not found")
+
+
+class Conflict(APIError):
+    status, slug = 409, "conflict"
+
+
+class PreconditionFailed(APIError):
+    status, slug = 412, "precondition-failed"
+
+
+class UnsupportedMediaType(APIError):
+    status, slug = 415, "unsupported-media-type"
+
+
+class ValidationFailed(APIError):
+    status, slug = 422, "validation-failed"
+
+
+class PreconditionRequired(APIError):
+    status, slug = 428, "precondition-required"
+
+
+class TooManyRequests(APIError):
+    status, slug = 429, "too-many-requests"
+
+
+class ServiceUnavailable(APIError):
+    status, slug = 503, "service-unavailable"
+
+
+def problem(
+    status: int,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    detail: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """Build the one response shape every error takes."""
+    phrase = HTTPStatus(status).phrase
+    slug = slug or phrase.lower().replace(" ", "-").replace("'", "")
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail or HTTPStatus(status).description,
+        "instance": request.path,
+        "request_id": g.get("request_id"),
+        **extensions,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    response = current_app.json.response(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_MIMETYPE
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _flatten(detail: Mapping[str, Any]) -> tuple[bool, list[dict[str, str]]]:
+    """APIFlask's `{location: {field: [messages]}}` as `(malformed?, [{field, message}])`."""
+    errors: list[dict[str, str]] = []
+    malformed = False
+    for location, fields in detail.items():
+        malformed = malformed or location in MALFORMED_LOCATIONS
+        for field, messages in fields.items():
+            name = "" if field == "_schema" else field
+            errors.extend({"field": name, "message": message} for message in messages)
+    return malformed, errors
+
+
+def handle_api_error(error: APIError) -> Response:
+    return problem(
+        error.status,
+        slug=error.slug,
+        detail=error.detail,
+        errors=error.errors,
+        headers=error.headers,
+        **error.extensions,
+    )
+
+
+def handle_validation_error(error: HTTPError) -> Response:
+    if not isinstance(error, _ValidationError):
+        return problem(error.status_code, detail=str(error.message), headers=error.headers)
+    malformed, errors = _flatten(error.detail)
+    if malformed:
+        return problem(
+            400,
+            slug="invalid-parameter",
+            title="Invalid parameter",
+            detail="One or more query or path parameters are invalid.",
+            errors=errors,
+        )
+    return problem(
+        422,
+        slug="validation-failed",
+        title="Validation failed",
+        detail="The request body does not match the schema.",
+        errors=errors,
+    )
+
+
+def handle_http_exception(error: HTTPException) -> Response | HTTPException:
+    if error.code is None or error.code < 400:
+        return error  # redirects (a missing trailing slash) are not problems
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    return problem(error.code, detail=error.description, headers=headers)
+
+
+def handle_unexpected(error: Exception) -> Response:
+    """A bug: the traceback goes to the log with the request id, nothing to the client."""
+    log.exception("unhandled_exception", exc_type=type(error).__name__)
+    return problem(500, detail="An unexpected error occurred. Quote the request id to support.")
+
+
+def register_error_handlers(app: APIFlask) -> None:
+    app.register_error_handler(APIError, handle_api_error)
+    app.register_error_handler(HTTPError, handle_validation_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+
+from backoffice.database import utcnow
+from backoffice.health import bp, readiness_bp, service
+from backoffice.health.schemas import Liveness, Readiness, ServiceInfo
+
+
+@bp.get("/")
+@bp.output(ServiceInfo)
+def index() -> Any:
+    """Service information"""
+    return {
+        "status": "online",
+        "message": "Server is ready!",
+        "docs": url_for("openapi.docs"),
+        "version": service.VERSION,
+    }
+
+
+@bp.get("/health")
+@bp.output(Liveness)
+def liveness() -> Any:
+    """Liveness: the process answers (no I/O)"""
+    return {"status": "healthy"}
+
+
+@readiness_bp.get("/health")
+@readiness_bp.output(Readiness)
+@readiness_bp.doc(
+    responses={
+        503: {
+            "description": "A dependency is down (`status: degraded`)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}},
+        }
+    }
+)
+def readiness() -> Any:
+    """Readiness: every dependency answers"""
+    checks = service.run_checks()
+    healthy = all(result == "ok" for result in checks.values())
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "timestamp": utcnow(),
+        "version": service.VERSION,
+        "checks": checks,
+    }
+    return body, 200 if healthy else 503

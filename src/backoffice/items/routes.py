@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Response, request, url_for
+
+from backoffice.conventions import etag_header, not_modified
+from backoffice.idempotency import idempotent
+from backoffice.items import bp, service
+from backoffice.items.schemas import ItemIn, ItemList, ItemOut, ItemPatch, ItemQuery, ItemReplace
+from backoffice.openapi import PRECONDITION_RESPONSES, problem_responses
+from backoffice.pagination import link_header
+
+
+@bp.get("/items")
+@bp.input(ItemQuery, location="query", arg_name="query")
+@bp.output(ItemList)
+@bp.doc(responses=problem_responses(400))
+def list_items(query: ItemQuery) -> Any:
+    """List items, newest first"""
+    page = service.list_items(query.limit, query.cursor, query.q)
+    return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
+
+
+@bp.post("/items")
+@idempotent
+@bp.input(ItemIn, arg_name="item")
+@bp.output(ItemOut, status_code=201)
+@bp.doc(responses=problem_responses(400, 409, 413, 415))
+def create_item(item: ItemIn) -> Any:
+    """Create an item"""
+    created = service.create_item(**item.model_dump())
+    headers = {"Location": url_for(".get_item", item_id=created.id), **etag_header(service.etag(created))}
+    return created, 201, headers
+
+
+@bp.get("/items/<uuid:item_id>")
+@bp.output(ItemOut)
+@bp.doc(responses=problem_responses(400, 404, status_304=True))
+def get_item(item_id: uuid.UUID) -> Any:
+    """Get one item"""
+    item = service.get_item(item_id)
+    etag = service.etag(item)
+    return not_modified(etag) or (item, 200, etag_header(etag))
+
+
+@bp.put("/items/<uuid:item_id>")
+@bp.input(ItemReplace, arg_name="replacement")
+@bp.output(ItemOut)
+@bp.doc(responses=PRECONDITION_RESPONSES)
+def replace_item(item_id: uuid.UUID, replacement: ItemReplace) -> Any:
+    """Replace an item (every writable field is required)"""
+    item = service.update_item(item_id, replacement.model_dump(), request.if_match)
+    return item, 200, etag_header(service.etag(item))
+
+
+@bp.patch("/items/<uuid:item_id>")
+@bp.input(ItemPatch, arg_name="patch")
+@bp.output(ItemOut)
+@bp.doc(responses=PRECONDITION_RESPONSES)
+def update_item(item_id: uuid.UUID, patch: ItemPatch) -> Any:
+    """Change some fields of an item"""
+    item = service.update_item(item_id, patch.changes(), request.if_match)
+    return item, 200, etag_header(service.etag(item))
+
+
+@bp.delete("/items/<uuid:item_id>")
+@bp.doc(responses={204: "Deleted", **problem_responses(400, 404, 409, 412)})
+def delete_item(item_id: uuid.UUID) -> Response:
+    """Delete an item"""
+    service.delete_item(item_id, request.if_match)
+    return Response(status=204)

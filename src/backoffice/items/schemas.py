@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
+from backoffice.schemas import InputModel, OutputModel, Timestamp, no_nul, trimmed
+
+Name = Annotated[StrictStr, trimmed(1, 200), no_nul]
+Description = Annotated[StrictStr, trimmed(0, 2000), no_nul]
+#: PostgreSQL's INTEGER: a larger count is a client error, not a database one.
+Quantity = Annotated[StrictInt, Field(ge=0, le=2_147_483_647)]
+Search = Annotated[str, trimmed(1, 200), no_nul]
+
+
+class ItemIn(InputModel):
+    """A new item. `description` defaults to null and `quantity` to 0."""
+
+    name: Name
+    description: Description | None = None
+    quantity: Quantity = 0
+
+
+class ItemReplace(InputModel):
+    """PUT: every writable field is required, so nothing is reset by omission."""
+
+    name: Name
+    description: Description | None
+    quantity: Quantity
+
+
+class ItemPatch(InputModel):
+    """PATCH: only the fields sent change; at least one must be sent."""
+
+    name: Name | None = None
+    description: Description | None = None
+    quantity: Quantity | None = None
+
+    @field_validator("name", "quantity", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("not_nullable", "may not be null")
+        return value
+
+    @model_validator(mode="after")
+    def not_empty(self) -> ItemPatch:
+        if not self.model_fields_set:
+            raise PydanticCustomError("empty_patch", "send at least one field to change")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(include=self.model_fields_set)
+
+
+class ItemQuery(InputModel):
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    q: Search | None = Field(default=None, description="Case-insensitive search in names.")
+
+
+class ItemOut(OutputModel):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    quantity: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ItemList(OutputModel):
+    data: list[ItemOut]
+    next_cursor: str | None

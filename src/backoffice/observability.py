@@ -1,0 +1,70 @@
+"""Request ids and logs: one JSON line per request, the request id in every line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+
+import orjson
+import structlog
+from flask import Flask, Response, g, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+#: An incoming id is kept only if it is short and plain: it ends up in logs and bodies.
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+log = structlog.get_logger("backoffice.request")
+
+
+def configure_logging(level: str, json_lines: bool) -> None:
+    """Configure structlog (process-wide, as logging always is) for JSON lines or a console."""
+    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
+    renderer: structlog.typing.Processor
+    if json_lines:
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory: structlog.typing.WrappedLogger = structlog.BytesLoggerFactory()
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+        factory = structlog.PrintLoggerFactory()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks if json_lines else structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+
+
+def _start_request() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=g.request_id)
+
+
+def _finish_request(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.request_id
+    duration_ms = (time.perf_counter() - g.request_started) * 1000
+    log.info(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status_code,
+        duration_ms=round(duration_ms, 2),
+        user=g.get("user_id"),
+    )
+    return response
+
+
+def init_request_logging(app: Flask) -> None:
+    app.before_request(_start_request)
+    app.after_request(_finish_request)

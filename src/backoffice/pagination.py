@@ -1,0 +1,82 @@
+"""Keyset pagination with opaque, signed cursors.
+
+A page is `WHERE id < :last ORDER BY id DESC LIMIT :n+1` on the UUIDv7 primary key:
+an index range scan that costs the same at row 10 and at row 10,000,000. The cursor
+is the last id, signed with the app's secret so a client can neither forge nor
+tamper with it; a bad one is a 400.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Generic, TypeVar
+from urllib.parse import urlencode
+
+from flask import current_app, request
+from itsdangerous import BadSignature, URLSafeSerializer
+from pydantic import Field
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from backoffice.errors import BadRequest
+from backoffice.extensions import db
+from backoffice.schemas import trimmed
+
+DEFAULT_LIMIT = 25
+MAX_LIMIT = 100
+
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
+Cursor = Annotated[str, trimmed(1, 500)]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    data: list[T]
+    next_cursor: str | None
+
+
+def _serializer(kind: str) -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=f"cursor:{kind}")
+
+
+def encode_cursor(kind: str, last_id: uuid.UUID) -> str:
+    return str(_serializer(kind).dumps(last_id.hex))
+
+
+def decode_cursor(kind: str, cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(hex=_serializer(kind).loads(cursor))
+    except (BadSignature, ValueError, TypeError):
+        raise BadRequest(
+            "The cursor is not valid: pass back next_cursor exactly as it was given.",
+            errors=[{"field": "cursor", "message": "invalid cursor"}],
+        ) from None
+
+
+def paginate(
+    kind: str,
+    query: Select[tuple[T]],
+    key: InstrumentedAttribute[uuid.UUID],
+    limit: int,
+    cursor: str | None,
+) -> Page[T]:
+    """One page of `query`, newest first, resuming after `cursor`."""
+    if cursor is not None:
+        query = query.where(key < decode_cursor(kind, cursor))
+    rows = list(db.session.scalars(query.order_by(key.desc()).limit(limit + 1)))
+    if len(rows) <= limit:
+        return Page(rows, None)
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(kind, getattr(rows[-1], key.key)))
+
+
+def link_header(next_cursor: str | None) -> dict[str, str]:
+    """`Link: <...>; rel="next"`: the same URL and filters with the cursor advanced."""
+    if next_cursor is None:
+        return {}
+    args = request.args.to_dict()
+    args["cursor"] = next_cursor
+    return {"Link": f'<{request.base_url}?{urlencode(args)}>; rel="next"'}
