@@ -15,8 +15,8 @@ from backoffice import health, items
 from backoffice.cli import register_commands
 from backoffice.config import load_settings
 from backoffice.conventions import init_conventions
-from backoffice.errors import register_error_handlers
 from backoffice.database import render_item
+from backoffice.errors import register_error_handlers
 from backoffice.extensions import db, migrate
 from backoffice.health.service import VERSION
 from backoffice.json_provider import OrjsonProvider
@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app = APIFlask(
         __name__,
         title="Backoffice API",
-        static_folder=None,
+        static_folder=None,  # type: ignore[arg-type]  # no app-wide static files
         version=VERSION,
         instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()),
     )
@@ -49,7 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
     if app.config["PROXY_FIX_X_FOR"] or app.config["PROXY_FIX_X_PROTO"]:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=app.config["PROXY_FIX_X_PROTO"]
+            app.wsgi_app,
+            x_for=app.config["PROXY_FIX_X_FOR"],
+            x_proto=app.config["PROXY_FIX_X_PROTO"],
         )
 
     db.init_app(app)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 #: The development key. It works on a laptop and is refused by production.
-DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105 (refused in production)
 
 
 class ConfigError(RuntimeError):
@@ -30,7 +30,7 @@ def _bool(value: str) -> bool:
 
 def _prefix(value: str) -> str:
     value = value.strip()
-    if not value.startswith("/") or value.endswith("/") and value != "/":
+    if not value.startswith("/") or (value.endswith("/") and value != "/"):
         raise ConfigError(f"API_PREFIX must start with '/' and not end with one: {value!r}")
     return "" if value == "/" else value
 
@@ -144,4 +144,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     settings = profile.from_env(environ)
     settings["APP_ENV"] = profile.APP_ENV
     return settings
-

@@ -16,6 +16,7 @@ import structlog
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError, _ValidationError
 from flask import Response, current_app, g, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 log = structlog.get_logger(__name__)
@@ -37,7 +38,7 @@ class APIError(Exception):
         self,
         detail: str | None = None,
         *,
-        errors: Iterable[Mapping[str, str]] | None = None,
+        errors: Iterable[dict[str, str]] | None = None,
         headers: Mapping[str, str] | None = None,
         **extensions: Any,
     ) -> None:
@@ -119,11 +120,10 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
-    response = current_app.json.response(body)
-    response.status_code = status
-    response.mimetype = PROBLEM_MIMETYPE
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
+    response = current_app.response_class(
+        current_app.json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE
+    )
+    response.headers.update(headers or {})
     return response
 
 
@@ -152,7 +152,9 @@ def handle_api_error(error: APIError) -> Response:
 
 def handle_validation_error(error: HTTPError) -> Response:
     if not isinstance(error, _ValidationError):
-        return problem(error.status_code, detail=str(error.message), headers=error.headers)
+        return problem(
+            error.status_code, detail=str(error.message), headers=dict(Headers(error.headers))
+        )
     malformed, errors = _flatten(error.detail)
     if malformed:
         return problem(
@@ -175,6 +177,8 @@ def handle_http_exception(error: HTTPException) -> Response | HTTPException:
     if error.code is None or error.code < 400:
         return error  # redirects (a missing trailing slash) are not problems
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    if error.response is not None:  # e.g. a 429 carrying its own Retry-After
+        headers.update({k: v for k, v in error.response.headers if k.lower() == "retry-after"})
     return problem(error.code, detail=error.description, headers=headers)
 
 

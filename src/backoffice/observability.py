@@ -34,7 +34,9 @@ def configure_logging(level: str, json_lines: bool) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks if json_lines else structlog.processors.format_exc_info,
+            structlog.processors.dict_tracebacks
+            if json_lines
+            else structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

@@ -46,11 +46,13 @@ def problem_responses(*statuses: int, status_304: bool = False) -> dict[int, str
 PRECONDITION_RESPONSES = problem_responses(400, 404, 409, 412, 413, 415, 422)
 
 
-def _problem_media_type(spec: dict[str, Any]) -> dict[str, Any]:
+def _problem_media_type(spec: dict[str, Any] | str) -> dict[str, Any] | str:
     """Errors are served as application/problem+json; say so in the document."""
+    if isinstance(spec, str):
+        return spec
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
-            for status, response in operation.get("responses", {}).items():
+            for _status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 schema = content.get("application/json", {}).get("schema", {})
                 if str(schema.get("$ref", "")).endswith("/Problem"):

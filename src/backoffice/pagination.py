@@ -58,7 +58,7 @@ def decode_cursor(kind: str, cursor: str) -> uuid.UUID:
 
 def paginate(
     kind: str,
-    query: Select[tuple[T]],
+    query: Select[T],
     key: InstrumentedAttribute[uuid.UUID],
     limit: int,
     cursor: str | None,

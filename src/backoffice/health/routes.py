@@ -8,6 +8,14 @@ from backoffice.database import utcnow
 from backoffice.health import bp, readiness_bp, service
 from backoffice.health.schemas import Liveness, Readiness, ServiceInfo
 
+#: A degraded readiness answer has the same shape as a healthy one, not a problem body.
+DEGRADED: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
+    503: {
+        "description": "A dependency is down (`status: degraded`)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}},
+    }
+}
+
 
 @bp.get("/")
 @bp.output(ServiceInfo)
@@ -30,14 +38,7 @@ def liveness() -> Any:
 
 @readiness_bp.get("/health")
 @readiness_bp.output(Readiness)
-@readiness_bp.doc(
-    responses={
-        503: {
-            "description": "A dependency is down (`status: degraded`)",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}},
-        }
-    }
-)
+@readiness_bp.doc(responses=DEGRADED)
 def readiness() -> Any:
     """Readiness: every dependency answers"""
     checks = service.run_checks()

@@ -23,7 +23,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _fingerprint() -> str:
     """The request's identity: method, path and body (JSON compared by value, not bytes)."""
     body = request.get_json(silent=True)
-    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if body is not None else request.get_data()
+    canonical = (
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if body is not None else request.get_data()
+    )
     digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     digest.update(canonical)
     return digest.hexdigest()
@@ -55,9 +57,13 @@ def idempotent(view: F) -> F:
             service.release(principal, key)
             raise
         if 200 <= response.status_code < 300:
-            headers = {h: response.headers[h] for h in service.REPLAYED_HEADERS if h in response.headers}
+            headers = {
+                h: response.headers[h] for h in service.REPLAYED_HEADERS if h in response.headers
+            }
             service.complete(
-                principal, key, service.StoredResponse(response.status_code, headers, response.get_data())
+                principal,
+                key,
+                service.StoredResponse(response.status_code, headers, response.get_data()),
             )
         else:
             service.release(principal, key)

@@ -42,7 +42,10 @@ def claim(principal: str, key: str, fingerprint: str, ttl: int) -> StoredRespons
         )
     )
     record = IdempotencyRecord(
-        principal=principal, key=key, fingerprint=fingerprint, expires_at=now + timedelta(seconds=ttl)
+        principal=principal,
+        key=key,
+        fingerprint=fingerprint,
+        expires_at=now + timedelta(seconds=ttl),
     )
     db.session.add(record)
     try:
@@ -62,7 +65,9 @@ def claim(principal: str, key: str, fingerprint: str, ttl: int) -> StoredRespons
         )
     if existing.status_code is None:
         raise Conflict("A request with this Idempotency-Key is still in progress; retry later.")
-    return StoredResponse(existing.status_code, existing.response_headers or {}, existing.response_body or b"")
+    return StoredResponse(
+        existing.status_code, existing.response_headers or {}, existing.response_body or b""
+    )
 
 
 def complete(principal: str, key: str, response: StoredResponse) -> None:

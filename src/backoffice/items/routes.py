@@ -31,7 +31,10 @@ def list_items(query: ItemQuery) -> Any:
 def create_item(item: ItemIn) -> Any:
     """Create an item"""
     created = service.create_item(**item.model_dump())
-    headers = {"Location": url_for(".get_item", item_id=created.id), **etag_header(service.etag(created))}
+    headers = {
+        "Location": url_for(".get_item", item_id=created.id),
+        **etag_header(service.etag(created)),
+    }
     return created, 201, headers
 
 

@@ -1,0 +1,19 @@
+"""Gunicorn, the documented alternative to Granian: `gunicorn -c deploy/gunicorn.conf.py`.
+
+Same shape as deploy/granian.env: HOST and PORT choose the address.
+"""
+
+import multiprocessing
+import os
+
+wsgi_app = "backoffice.wsgi:app"
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+keepalive = 5
+timeout = 30
+graceful_timeout = 30
+backlog = 2048
+accesslog = None  # the app logs one JSON line per request itself
+errorlog = "-"

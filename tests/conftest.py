@@ -1,0 +1,107 @@
+"""Fixtures: one app per database backend, a clean database for every test.
+
+Every test that takes `app` or `client` runs on SQLite and, when TEST_DATABASE_URL is
+set, again on PostgreSQL. A PostgreSQL that was asked for but does not answer fails
+the run: it is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flask_migrate
+import pytest
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from backoffice import create_app
+from backoffice.config import TestingConfig, normalize_database_url
+from backoffice.extensions import db
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production"
+
+
+def settings(**overrides: str) -> dict[str, Any]:
+    """TestingConfig as the environment would produce it, plus `overrides`."""
+    return TestingConfig.from_env({"SECRET_KEY": TEST_SECRET_KEY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _postgres_database(worker: str) -> Iterator[str]:
+    """A database of this worker's own on the TEST_DATABASE_URL server, dropped afterwards."""
+    assert TEST_DATABASE_URL
+    server = make_url(normalize_database_url(TEST_DATABASE_URL))
+    name = f"backoffice_test_{worker}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # the run must fail loudly, not skip
+        pytest.fail(
+            f"TEST_DATABASE_URL is set but PostgreSQL does not answer: {error}", pytrace=False
+        )
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    else:
+        yield from _postgres_database(worker_id)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[APIFlask]:
+    app = create_app(settings(DATABASE_URL=database_url))
+    with app.app_context():
+        flask_migrate.upgrade()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Empty every table after a test that used the database, so none depends on another."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app: APIFlask = request.getfixturevalue("app")
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as connection:
+            for table in reversed(db.metadata.sorted_tables):
+                connection.execute(table.delete())
+
+
+@pytest.fixture
+def client(app: APIFlask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def in_db(app: APIFlask) -> Callable[[Callable[[], Any]], Any]:
+    """Run a query in a fresh app context: what the database holds, not what a session cached."""
+
+    def run(query: Callable[[], Any]) -> Any:
+        with app.app_context():
+            return query()
+
+    return run

@@ -1,0 +1,366 @@
+"""Items, per PRODUCT.md §1 and §2: every happy path and every error path."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from backoffice.extensions import db
+from backoffice.items.models import Item
+from tests.items.factories import create_item
+
+PROBLEM = "application/problem+json"
+
+
+def count_items() -> int:
+    return db.session.scalar(select(func.count()).select_from(Item)) or 0
+
+
+def stored(item_id: str) -> Item | None:
+    return db.session.get(Item, uuid.UUID(item_id))
+
+
+def assert_problem(response, status: int, *fields: str) -> dict:
+    assert response.status_code == status
+    assert response.mimetype == PROBLEM
+    body = response.json
+    assert body["status"] == status
+    assert body["instance"] == response.request.path
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert body["type"].startswith("/problems/")
+    assert body["title"]
+    assert body["detail"]
+    if fields:
+        assert {error["field"] for error in body["errors"]} == set(fields)
+    return body
+
+
+# --- create -----------------------------------------------------------------
+
+
+def test_create_returns_201_with_location_etag_and_the_stored_item(client, in_db):
+    response = client.post(
+        "/api/items", json={"name": "  Widget  ", "description": " blue ", "quantity": 5}
+    )
+    assert response.status_code == 201
+    body = response.json
+    assert body["name"] == "Widget"
+    assert body["description"] == "blue"
+    assert body["quantity"] == 5
+    assert uuid.UUID(body["id"]).version == 7
+    assert response.headers["Location"] == f"/api/items/{body['id']}"
+    assert response.headers["ETag"].startswith('"')
+    created = datetime.fromisoformat(body["created_at"])
+    assert created.utcoffset().total_seconds() == 0
+    assert body["created_at"].endswith("+00:00")
+    item = in_db(lambda: stored(body["id"]))
+    assert (item.name, item.description, item.quantity) == ("Widget", "blue", 5)
+
+
+def test_create_defaults_description_to_null_and_quantity_to_zero(client):
+    body = client.post("/api/items", json={"name": "Bare"}).json
+    assert body["description"] is None
+    assert body["quantity"] == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "fields"),
+    [
+        ({}, {"name"}),
+        ({"name": ""}, {"name"}),
+        ({"name": "   "}, {"name"}),
+        ({"name": "x" * 201}, {"name"}),
+        ({"name": None}, {"name"}),
+        ({"name": 42}, {"name"}),
+        ({"name": "nul\x00byte"}, {"name"}),
+        ({"name": "ok", "quantity": -1}, {"quantity"}),
+        ({"name": "ok", "quantity": 2**31}, {"quantity"}),
+        ({"name": "ok", "quantity": "5"}, {"quantity"}),
+        ({"name": "ok", "quantity": 1.5}, {"quantity"}),
+        ({"name": "ok", "quantity": True}, {"quantity"}),
+        ({"name": "ok", "description": "d" * 2001}, {"description"}),
+        ({"name": "ok", "colour": "red"}, {"colour"}),
+        ({"name": "", "quantity": -1, "id": "x"}, {"name", "quantity", "id"}),
+    ],
+)
+def test_create_with_invalid_fields_is_422_naming_them_and_stores_nothing(
+    client, in_db, payload, fields
+):
+    body = assert_problem(client.post("/api/items", json=payload), 422, *fields)
+    assert all(error["message"] for error in body["errors"])
+    assert in_db(count_items) == 0
+
+
+def test_create_with_another_content_type_is_415(client, in_db):
+    response = client.post(
+        "/api/items", data="name=x", content_type="application/x-www-form-urlencoded"
+    )
+    assert_problem(response, 415)
+    assert in_db(count_items) == 0
+
+
+@pytest.mark.parametrize("raw", ['{"name": "x"', "[1, 2]", '"text"', "null", "", "NaN"])
+def test_create_with_malformed_or_non_object_json_is_400(client, in_db, raw):
+    response = client.post("/api/items", data=raw, content_type="application/json")
+    assert_problem(response, 400)
+    assert in_db(count_items) == 0
+
+
+def test_create_without_a_body_is_400(client, in_db):
+    assert_problem(client.post("/api/items"), 400)
+    assert in_db(count_items) == 0
+
+
+def test_create_with_a_body_over_the_limit_is_413(client, app, in_db):
+    huge = '{"name": "x", "description": "' + "y" * app.config["MAX_CONTENT_LENGTH"] + '"}'
+    assert_problem(client.post("/api/items", data=huge, content_type="application/json"), 413)
+    assert in_db(count_items) == 0
+
+
+def test_json_with_a_charset_parameter_is_accepted(client):
+    response = client.post(
+        "/api/items", data='{"name": "x"}', content_type="application/json; charset=utf-8"
+    )
+    assert response.status_code == 201
+
+
+# --- read -------------------------------------------------------------------
+
+
+def test_get_returns_the_item_with_its_etag(client):
+    item = create_item(client, name="Gear")
+    response = client.get(f"/api/items/{item['id']}")
+    assert response.status_code == 200
+    assert response.json == item
+    assert response.headers["ETag"]
+
+
+def test_get_with_matching_if_none_match_is_304_without_body(client):
+    item = create_item(client)
+    etag = client.get(f"/api/items/{item['id']}").headers["ETag"]
+    response = client.get(f"/api/items/{item['id']}", headers={"If-None-Match": etag})
+    assert response.status_code == 304
+    assert response.data == b""
+    assert response.headers["ETag"] == etag
+
+
+def test_get_with_stale_if_none_match_is_200(client):
+    item = create_item(client)
+    response = client.get(f"/api/items/{item['id']}", headers={"If-None-Match": '"stale"'})
+    assert response.status_code == 200
+
+
+def test_get_missing_item_is_404_problem(client):
+    missing = uuid.uuid4()
+    body = assert_problem(client.get(f"/api/items/{missing}"), 404)
+    assert str(missing) in body["detail"]
+
+
+def test_get_with_a_malformed_id_is_400(client):
+    body = assert_problem(client.get("/api/items/not-a-uuid"), 400)
+    assert "not-a-uuid" in body["detail"]
+
+
+# --- replace (PUT) ------------------------------------------------------------
+
+
+def test_put_replaces_every_field_and_changes_the_etag(client, in_db):
+    item = create_item(client, description="old")
+    before = client.get(f"/api/items/{item['id']}").headers["ETag"]
+    response = client.put(
+        f"/api/items/{item['id']}", json={"name": "New", "description": None, "quantity": 0}
+    )
+    assert response.status_code == 200
+    assert response.json["name"] == "New"
+    assert response.json["description"] is None
+    assert response.headers["ETag"] != before
+    assert response.json["updated_at"] >= item["updated_at"]
+    assert in_db(lambda: stored(item["id"]).name) == "New"
+
+
+def test_put_missing_fields_is_422_naming_each_and_changes_nothing(client, in_db):
+    item = create_item(client, name="Keep")
+    response = client.put(f"/api/items/{item['id']}", json={"name": "Changed"})
+    assert_problem(response, 422, "description", "quantity")
+    assert in_db(lambda: stored(item["id"]).name) == "Keep"
+
+
+def test_put_on_missing_item_is_404(client):
+    response = client.put(
+        f"/api/items/{uuid.uuid4()}", json={"name": "x", "description": None, "quantity": 1}
+    )
+    assert_problem(response, 404)
+
+
+def test_put_with_stale_if_match_is_412_and_changes_nothing(client, in_db):
+    item = create_item(client, name="Original")
+    stale = client.get(f"/api/items/{item['id']}").headers["ETag"]
+    client.patch(f"/api/items/{item['id']}", json={"quantity": 3})
+    response = client.put(
+        f"/api/items/{item['id']}",
+        json={"name": "Lost update", "description": None, "quantity": 1},
+        headers={"If-Match": stale},
+    )
+    assert_problem(response, 412)
+    assert in_db(lambda: stored(item["id"]).name) == "Original"
+
+
+@pytest.mark.parametrize("current", [True, False])
+def test_put_with_current_or_star_if_match_succeeds(client, current):
+    item = create_item(client)
+    etag = client.get(f"/api/items/{item['id']}").headers["ETag"] if current else "*"
+    response = client.put(
+        f"/api/items/{item['id']}",
+        json={"name": "Fresh", "description": "d", "quantity": 2},
+        headers={"If-Match": etag},
+    )
+    assert response.status_code == 200
+
+
+# --- update (PATCH) -----------------------------------------------------------
+
+
+def test_patch_changes_only_the_fields_sent(client, in_db):
+    item = create_item(client, name="Same", description="kept", quantity=1)
+    response = client.patch(f"/api/items/{item['id']}", json={"quantity": 7})
+    assert response.status_code == 200
+    assert response.json["quantity"] == 7
+    row = in_db(lambda: stored(item["id"]))
+    assert (row.name, row.description, row.quantity) == ("Same", "kept", 7)
+
+
+def test_patch_can_clear_the_description(client, in_db):
+    item = create_item(client, description="bye")
+    assert client.patch(f"/api/items/{item['id']}", json={"description": None}).status_code == 200
+    assert in_db(lambda: stored(item["id"]).description) is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "fields"),
+    [
+        ({}, {""}),
+        ({"name": None}, {"name"}),
+        ({"quantity": None}, {"quantity"}),
+        ({"quantity": -5}, {"quantity"}),
+        ({"name": " "}, {"name"}),
+        ({"version": 3}, {"version"}),
+    ],
+)
+def test_invalid_patch_is_422_and_changes_nothing(client, in_db, payload, fields):
+    item = create_item(client, name="Stable", quantity=4)
+    assert_problem(client.patch(f"/api/items/{item['id']}", json=payload), 422, *fields)
+    row = in_db(lambda: stored(item["id"]))
+    assert (row.name, row.quantity, row.version) == ("Stable", 4, 1)
+
+
+def test_patch_with_stale_if_match_is_412(client, in_db):
+    item = create_item(client, quantity=1)
+    stale = client.get(f"/api/items/{item['id']}").headers["ETag"]
+    client.patch(f"/api/items/{item['id']}", json={"quantity": 2})
+    response = client.patch(
+        f"/api/items/{item['id']}", json={"quantity": 99}, headers={"If-Match": stale}
+    )
+    assert_problem(response, 412)
+    assert in_db(lambda: stored(item["id"]).quantity) == 2
+
+
+def test_patch_missing_item_is_404(client):
+    assert_problem(client.patch(f"/api/items/{uuid.uuid4()}", json={"quantity": 1}), 404)
+
+
+# --- delete -------------------------------------------------------------------
+
+
+def test_delete_is_204_with_an_empty_body_and_the_item_is_gone(client, in_db):
+    item = create_item(client)
+    response = client.delete(f"/api/items/{item['id']}")
+    assert response.status_code == 204
+    assert response.data == b""
+    assert in_db(lambda: stored(item["id"])) is None
+    assert_problem(client.get(f"/api/items/{item['id']}"), 404)
+
+
+def test_delete_missing_item_is_404(client):
+    assert_problem(client.delete(f"/api/items/{uuid.uuid4()}"), 404)
+
+
+def test_delete_with_stale_if_match_is_412_and_keeps_the_item(client, in_db):
+    item = create_item(client)
+    stale = client.get(f"/api/items/{item['id']}").headers["ETag"]
+    client.patch(f"/api/items/{item['id']}", json={"quantity": 0})
+    assert_problem(client.delete(f"/api/items/{item['id']}", headers={"If-Match": stale}), 412)
+    assert in_db(lambda: stored(item["id"])) is not None
+
+
+def test_delete_with_current_if_match_is_204(client):
+    item = create_item(client)
+    etag = client.get(f"/api/items/{item['id']}").headers["ETag"]
+    assert client.delete(f"/api/items/{item['id']}", headers={"If-Match": etag}).status_code == 204
+
+
+# --- list -----------------------------------------------------------------------
+
+
+def test_list_pages_newest_first_with_cursor_and_link_header(client):
+    ids = [create_item(client)["id"] for _ in range(30)]
+    first = client.get("/api/items")
+    assert first.status_code == 200
+    assert [item["id"] for item in first.json["data"]] == ids[::-1][:25]
+    cursor = first.json["next_cursor"]
+    assert cursor
+    link = first.headers["Link"]
+    assert link.startswith("<http://localhost/api/items?cursor=")
+    assert link.endswith('>; rel="next"')
+    second = client.get(link[1 : link.index(">")])
+    assert [item["id"] for item in second.json["data"]] == ids[::-1][25:]
+    assert second.json["next_cursor"] is None
+    assert "Link" not in second.headers
+
+
+def test_list_of_nothing_is_an_empty_page(client):
+    response = client.get("/api/items")
+    assert response.json == {"data": [], "next_cursor": None}
+
+
+def test_list_respects_limit_and_keeps_filters_in_the_link(client):
+    for name in ("apple", "APPLE pie", "banana", "pineapple"):
+        create_item(client, name=name)
+    first = client.get("/api/items?q=apple&limit=2")
+    assert [item["name"] for item in first.json["data"]] == ["pineapple", "APPLE pie"]
+    assert "q=apple" in first.headers["Link"]
+    assert "limit=2" in first.headers["Link"]
+    second = client.get(f"/api/items?q=apple&limit=2&cursor={first.json['next_cursor']}")
+    assert [item["name"] for item in second.json["data"]] == ["apple"]
+
+
+@pytest.mark.parametrize("q", ["%", "_", "\\"])
+def test_search_treats_wildcards_literally(client, q):
+    create_item(client, name="plain")
+    create_item(client, name=f"has {q} in it")
+    names = [item["name"] for item in client.get("/api/items", query_string={"q": q}).json["data"]]
+    assert names == [f"has {q} in it"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=forged", "cursor"),
+        ("q=", "q"),
+        ("sort=name", "sort"),
+    ],
+)
+def test_list_with_bad_query_parameters_is_400_naming_them(client, query, field):
+    assert_problem(client.get(f"/api/items?{query}"), 400, field)
+
+
+def test_a_cursor_from_another_secret_is_rejected(client, app):
+    from itsdangerous import URLSafeSerializer
+
+    forged = URLSafeSerializer("another-secret", salt="cursor:items").dumps(uuid.uuid4().hex)
+    assert_problem(client.get(f"/api/items?cursor={forged}"), 400, "cursor")
