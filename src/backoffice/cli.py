@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from sqlalchemy import insert
 
 from backoffice.database import new_id, utcnow
@@ -14,6 +15,7 @@ from backoffice.items.models import Item
 @click.command("seed")
 @click.option("--items", "count", default=1000, show_default=True, help="How many items to add.")
 @click.option("--batch", default=5000, show_default=True, help="Rows per INSERT.")
+@with_appcontext
 def seed_command(count: int, batch: int) -> None:
     """Add demo inventory items, in batches, with a progress bar."""
     with click.progressbar(length=count, label="Seeding items") as bar:

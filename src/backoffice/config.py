@@ -108,7 +108,6 @@ class TestingConfig(Config):
     APP_ENV = "testing"
     TESTING = True
     INSTANCE_CONFIG = False
-    LOG_LEVEL = "WARNING"
 
 
 class ProductionConfig(Config):

@@ -10,6 +10,7 @@ import uuid
 
 import orjson
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from flask import Flask, Response, g, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -34,14 +35,16 @@ def configure_logging(level: str, json_lines: bool) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks
+            # Tracebacks without frame locals: a local may hold a password or a token.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
             if json_lines
             else structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=factory,
-        cache_logger_on_first_use=True,
+        # Not cached: create_app() may reconfigure (tests build several apps in one process).
+        cache_logger_on_first_use=False,
     )
 
 

@@ -34,6 +34,15 @@ class Problem(OutputModel):
     errors: list[FieldError] | None = None
 
 
+def problem_schema() -> dict[str, Any]:
+    """`Problem` as a self-contained JSON schema (APIFlask takes error schemas as dicts)."""
+    schema = Problem.model_json_schema(ref_template="{model}")
+    definitions = schema.pop("$defs", {})
+    errors = schema["properties"]["errors"]["anyOf"][0]
+    errors["items"] = definitions[errors["items"].pop("$ref")]
+    return schema
+
+
 def problem_responses(*statuses: int, status_304: bool = False) -> dict[int, str]:
     """`@bp.doc(responses=...)` entries for the errors a view can answer."""
     responses = {status: HTTPStatus(status).phrase for status in statuses}
@@ -55,7 +64,7 @@ def _problem_media_type(spec: dict[str, Any] | str) -> dict[str, Any] | str:
             for _status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 schema = content.get("application/json", {}).get("schema", {})
-                if str(schema.get("$ref", "")).endswith("/Problem"):
+                if str(schema.get("$ref", "")).endswith("/HTTPError"):
                     content[PROBLEM_MIMETYPE] = content.pop("application/json")
     return spec
 
@@ -70,8 +79,7 @@ def init_openapi(app: APIFlask) -> None:
         SWAGGER_UI_BUNDLE_JS="/docs/assets/swagger-ui-bundle.js",
         SWAGGER_UI_STANDALONE_PRESET_JS="/docs/assets/swagger-ui-standalone-preset.js",
         DOCS_FAVICON="/docs/assets/favicon-32x32.png",
-        HTTP_ERROR_SCHEMA=Problem,
-        VALIDATION_ERROR_SCHEMA=Problem,
+        HTTP_ERROR_SCHEMA=problem_schema(),
         AUTO_VALIDATION_ERROR_RESPONSE=False,
         INFO={"description": "Back-office REST API: inventory, orders, people, webhooks, jobs."},
     )

@@ -1,0 +1,110 @@
+"""wrk runs: a short warm-up that must succeed, then the measured run, parsed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from bench import BENCH
+
+THREADS = 1
+CONNECTIONS = 50
+#: wrk's own per-request timeout (its default); slower requests count as socket errors.
+REQUEST_TIMEOUT = "2s"
+MS_PER_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+PERCENTILES = (50, 75, 90, 99)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    key: str
+    label: str
+    path: str
+    #: A wrk Lua script in bench/ (method, body, headers), or None for a plain GET.
+    script: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    requests: int
+    rps: float
+    latency_ms: dict[int, float]
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def p50(self) -> float:
+        return self.latency_ms[50]
+
+    @property
+    def p99(self) -> float:
+        return self.latency_ms[99]
+
+
+def wrk_params(duration: int, warmup: int) -> dict[str, object]:
+    return {
+        "threads": THREADS,
+        "connections": CONNECTIONS,
+        "duration_s": duration,
+        "warmup_s": warmup,
+        "timeout": REQUEST_TIMEOUT,
+        "latency": True,
+    }
+
+
+def _to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)([a-z]+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * MS_PER_UNIT[unit]
+
+
+def _count(pattern: str, output: str) -> int:
+    return sum(int(n) for n in re.findall(pattern, output))
+
+
+def parse(output: str) -> Result:
+    """The numbers from `wrk --latency`'s report."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    if rps is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    latency = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", output, re.MULTILINE))
+    return Result(
+        requests=_count(r"(\d+) requests in", output),
+        rps=float(rps.group(1)),
+        latency_ms={p: _to_ms(latency[str(p)]) for p in PERCENTILES},
+        non_2xx=_count(r"Non-2xx or 3xx responses: (\d+)", output),
+        socket_errors=_count(r"(?:connect|read|write|timeout) (\d+)", output),
+    )
+
+
+def wrk(url: str, endpoint: Endpoint, seconds: int) -> Result:
+    executable = shutil.which("wrk")
+    if executable is None:
+        raise RuntimeError("wrk is not installed")
+    script = ["-s", str(BENCH / endpoint.script)] if endpoint.script else []
+    command = [
+        executable,
+        f"-t{THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        f"--timeout={REQUEST_TIMEOUT}",
+        "--latency",
+        *script,
+        url + endpoint.path,
+    ]
+    done = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, check=True, timeout=seconds + 30
+    )
+    return parse(done.stdout)
+
+
+def measure(base_url: str, endpoint: Endpoint, duration: int, warmup: int) -> Result:
+    """Warm up (and check every answer is a 2xx), then measure."""
+    trial = wrk(base_url, endpoint, warmup)
+    if trial.requests == 0 or trial.non_2xx or trial.socket_errors:
+        raise RuntimeError(
+            f"{endpoint.label}: {trial.non_2xx} non-2xx answers and {trial.socket_errors} "
+            f"socket errors in {trial.requests} warm-up requests"
+        )
+    return wrk(base_url, endpoint, duration)

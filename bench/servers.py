@@ -1,0 +1,109 @@
+"""Run an app under the production server settings on a free loopback port, then stop it."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from importlib.metadata import version
+from pathlib import Path
+
+from bench import ROOT
+
+HOST = "127.0.0.1"
+SERVERS = ("granian", "gunicorn")
+SERVE = ROOT / "deploy" / "serve"
+GRANIAN_ENV = ROOT / "deploy" / "granian.env"
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def command(server: str, target: str) -> list[str]:
+    if server == "gunicorn":
+        return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), target]
+    return [str(SERVE)]  # deploy/serve reads APP_TARGET
+
+
+def settings(server: str) -> dict[str, object]:
+    """The settings the server runs with, for the results file."""
+    if server == "gunicorn":
+        conf = runpy.run_path(str(GUNICORN_CONF))
+        plain = (str, int, float, bool, type(None))
+        found = {k: v for k, v in conf.items() if not k.startswith("_") and isinstance(v, plain)}
+    else:
+        lines = GRANIAN_ENV.read_text().splitlines()
+        pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
+        found = dict(pairs)
+        found.update((k, v) for k, v in os.environ.items() if k.startswith("GRANIAN_"))
+    for address in ("bind", "GRANIAN_HOST", "GRANIAN_PORT"):
+        found.pop(address, None)
+    return {"server": server, "version": version(server), **found}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def wait_healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not healthy(port):
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no answer on /health after {START_TIMEOUT:.0f}s; see {log}")
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, SIGKILL whatever is left after the grace time."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(STOP_TIMEOUT)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(STOP_TIMEOUT)
+
+
+@contextmanager
+def running(server: str, target: str, env: Mapping[str, str], log: Path) -> Iterator[str]:
+    """Serve `target`, yield its base URL once /health answers; always stop it."""
+    port = free_port()
+    address = {"HOST": HOST, "PORT": str(port), "GRANIAN_HOST": HOST, "GRANIAN_PORT": str(port)}
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603
+            command(server, target),
+            cwd=ROOT,
+            env={**env, **address, "APP_TARGET": target},
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_healthy(process, port, log)
+        yield f"http://{HOST}:{port}"
+    finally:
+        stop(process)

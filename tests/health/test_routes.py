@@ -1,0 +1,83 @@
+"""`/`, `/health`, `{prefix}/health`, `/openapi.json` and `/docs` (PRODUCT.md §2, Service)."""
+
+from __future__ import annotations
+
+import re
+
+from backoffice import create_app
+from tests.conftest import settings
+
+
+def test_root_describes_the_service(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.json == {
+        "status": "online",
+        "message": "Server is ready!",
+        "docs": "/docs",
+        "version": "0.1.0",
+    }
+
+
+def test_liveness_is_healthy(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json == {"status": "healthy"}
+
+
+def test_readiness_checks_the_database(client):
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    body = response.json
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "ok"}
+    assert body["version"] == "0.1.0"
+    assert body["timestamp"].endswith("+00:00")
+
+
+def test_readiness_is_503_degraded_when_the_database_is_down():
+    # A real PostgreSQL URL on a port nothing listens on: the check fails for real.
+    app = create_app(settings(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/none"))
+    response = app.test_client().get("/api/health")
+    assert response.status_code == 503
+    assert response.json["status"] == "degraded"
+    assert response.json["checks"] == {"database": "unavailable"}
+    assert "127.0.0.1" not in response.get_data(as_text=True)
+
+
+def test_openapi_document_is_3_1_and_describes_items(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    spec = response.json
+    assert spec["openapi"].startswith("3.1")
+    assert {"/api/items", "/api/items/{item_id}", "/api/health", "/health", "/"} <= set(
+        spec["paths"]
+    )
+    create = spec["paths"]["/api/items"]["post"]
+    assert "201" in create["responses"]
+    assert "application/problem+json" in create["responses"]["415"]["content"]
+    body_schema = create["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema["$ref"].endswith("/ItemIn")
+    assert spec["components"]["schemas"]["ItemIn"]["additionalProperties"] is False
+
+
+def test_docs_page_uses_only_assets_the_app_serves(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    external = re.findall(r'(?:src|href)="(https?://[^"]+)"', html)
+    assert external == []
+    assets = re.findall(r'(?:src|href)="(/docs/assets/[^"]+)"', html)
+    assert len(assets) >= 3
+    for asset in assets:
+        with client.get(asset) as served:
+            assert served.status_code == 200, asset
+            assert len(served.data) > 0
+
+
+def test_api_prefix_is_a_setting(tmp_path):
+    app = create_app(settings(API_PREFIX="/v1", DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}"))
+    rules = {rule.rule for rule in app.url_map.iter_rules()}
+    assert "/v1/items" in rules
+    assert "/api/items" not in rules
+    assert "/health" in rules
