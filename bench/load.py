@@ -55,8 +55,10 @@ def wrk_params(duration: int, warmup: int) -> dict[str, object]:
 
 
 def _to_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)([a-z]+)", value).groups()  # type: ignore[union-attr]
-    return float(number) * MS_PER_UNIT[unit]
+    match = re.fullmatch(r"([\d.]+)([a-z]+)", value)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk latency: {value!r}")
+    return float(match.group(1)) * MS_PER_UNIT[match.group(2)]
 
 
 def _count(pattern: str, output: str) -> int:

@@ -32,20 +32,26 @@ def command(server: str, target: str) -> list[str]:
     return [str(SERVE)]  # deploy/serve reads APP_TARGET
 
 
+def _granian_settings() -> dict[str, str]:
+    lines = GRANIAN_ENV.read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    overrides = {k: v for k, v in os.environ.items() if k.startswith("GRANIAN_")}
+    return {**dict(pairs), **overrides}
+
+
+def _gunicorn_settings() -> dict[str, object]:
+    plain = (str, int, float, bool, type(None))
+    conf = runpy.run_path(str(GUNICORN_CONF))
+    return {k: v for k, v in conf.items() if not k.startswith("_") and isinstance(v, plain)}
+
+
 def settings(server: str) -> dict[str, object]:
-    """The settings the server runs with, for the results file."""
-    if server == "gunicorn":
-        conf = runpy.run_path(str(GUNICORN_CONF))
-        plain = (str, int, float, bool, type(None))
-        found = {k: v for k, v in conf.items() if not k.startswith("_") and isinstance(v, plain)}
-    else:
-        lines = GRANIAN_ENV.read_text().splitlines()
-        pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
-        found = dict(pairs)
-        found.update((k, v) for k, v in os.environ.items() if k.startswith("GRANIAN_"))
-    for address in ("bind", "GRANIAN_HOST", "GRANIAN_PORT"):
-        found.pop(address, None)
-    return {"server": server, "version": version(server), **found}
+    """The settings the server runs with (its address aside), for the results file."""
+    found: Mapping[str, object] = (
+        _gunicorn_settings() if server == "gunicorn" else _granian_settings()
+    )
+    kept = {k: v for k, v in found.items() if k not in {"bind", "GRANIAN_HOST", "GRANIAN_PORT"}}
+    return {"server": server, "version": version(server), **kept}
 
 
 def free_port() -> int:

@@ -10,8 +10,8 @@ import uuid
 
 import orjson
 import structlog
-from structlog.tracebacks import ExceptionDictTransformer
 from flask import Flask, Response, g, request
+from structlog.tracebacks import ExceptionDictTransformer
 
 REQUEST_ID_HEADER = "X-Request-ID"
 #: An incoming id is kept only if it is short and plain: it ends up in logs and bodies.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -14,15 +15,21 @@ from pydantic import (
 )
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL cannot store U+0000 in text; refuse it here rather than fail there.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
+def _without_controls(allowed: str) -> AfterValidator:
+    def check(value: str) -> str:
+        # Control characters are never meant in text a person typed; U+0000 cannot even be
+        # stored by PostgreSQL. Refuse them here rather than fail or mangle them later.
+        if any(unicodedata.category(char) == "Cc" and char not in allowed for char in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    return AfterValidator(check)
 
 
-#: Strings are trimmed and NUL-free; pair with `trimmed(min, max)` inside `Annotated`.
-no_nul = AfterValidator(_no_nul)
+#: A name or title: no control characters at all.
+single_line = _without_controls("")
+#: Free text: line breaks and tabs allowed, other control characters not.
+multi_line = _without_controls("\t\n\r")
 
 
 def trimmed(min_length: int, max_length: int) -> StringConstraints:

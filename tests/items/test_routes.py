@@ -76,6 +76,8 @@ def test_create_defaults_description_to_null_and_quantity_to_zero(client):
         ({"name": None}, {"name"}),
         ({"name": 42}, {"name"}),
         ({"name": "nul\x00byte"}, {"name"}),
+        ({"name": "line\nbreak"}, {"name"}),
+        ({"name": "ok", "description": "bell\x07"}, {"description"}),
         ({"name": "ok", "quantity": -1}, {"quantity"}),
         ({"name": "ok", "quantity": 2**31}, {"quantity"}),
         ({"name": "ok", "quantity": "5"}, {"quantity"}),

@@ -20,7 +20,7 @@ _SANE_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fingerprint() -> str:
+def request_fingerprint() -> str:
     """The request's identity: method, path and body (JSON compared by value, not bytes)."""
     body = request.get_json(silent=True)
     canonical = (
@@ -46,7 +46,7 @@ def idempotent(view: F) -> F:
             )
         principal = str(g.get("user_id") or "")
         ttl = current_app.config["IDEMPOTENCY_TTL_SECONDS"]
-        stored = service.claim(principal, key, _fingerprint(), ttl)
+        stored = service.claim(principal, key, request_fingerprint(), ttl)
         if stored is not None:
             replay = Response(stored.body, status=stored.status_code, headers=stored.headers)
             replay.headers["Idempotent-Replayed"] = "true"

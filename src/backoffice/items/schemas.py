@@ -7,13 +7,20 @@ from pydantic import Field, StrictInt, StrictStr, field_validator, model_validat
 from pydantic_core import PydanticCustomError
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
-from backoffice.schemas import InputModel, OutputModel, Timestamp, no_nul, trimmed
+from backoffice.schemas import (
+    InputModel,
+    OutputModel,
+    Timestamp,
+    multi_line,
+    single_line,
+    trimmed,
+)
 
-Name = Annotated[StrictStr, trimmed(1, 200), no_nul]
-Description = Annotated[StrictStr, trimmed(0, 2000), no_nul]
+Name = Annotated[StrictStr, trimmed(1, 200), single_line]
+Description = Annotated[StrictStr, trimmed(0, 2000), multi_line]
 #: PostgreSQL's INTEGER: a larger count is a client error, not a database one.
 Quantity = Annotated[StrictInt, Field(ge=0, le=2_147_483_647)]
-Search = Annotated[str, trimmed(1, 200), no_nul]
+Search = Annotated[str, trimmed(1, 200), single_line]
 
 
 class ItemIn(InputModel):

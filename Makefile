@@ -1,0 +1,48 @@
+# The two commands: `make run` serves the API, `make test` runs the whole suite.
+# Both install what is missing first (uv itself included), so a fresh clone needs only Python.
+
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS ?= never
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export HOST PORT
+
+.PHONY: run dev test lint typecheck pytest bench install migrate clean
+
+run: install migrate ## Serve the API with the production server (Granian) on HOST:PORT
+	$(UV) run deploy/serve
+
+dev: install migrate ## Flask's reloading development server
+	$(UV) run flask run --debug --host $(HOST) --port $(PORT)
+
+test: install lint typecheck pytest ## Lint, type-check and run every test
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: install
+	$(UV) run mypy
+
+pytest: install
+	$(UV) run pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
+
+bench: install ## Load benchmark against PostgreSQL (see bench/)
+	$(UV) run python -m bench $(BENCH_ARGS)
+
+migrate: install
+	$(UV) run flask db upgrade
+
+install: .venv/.installed
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache .coverage*

@@ -1,0 +1,49 @@
+"""What is measured: Backoffice's endpoints and the two references' matching ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.database import DEEP_ROWS, Fixtures
+from bench.load import Endpoint
+from bench.reference_flask import PREFILLED, prefilled_id
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    target: str
+    endpoints: tuple[Endpoint, ...]
+
+
+def backoffice(fixtures: Fixtures) -> App:
+    """Reads before the write, so the pages are measured on the seeded rows only."""
+    deep = f"/api/items?limit=25&cursor={fixtures.deep_cursor}"
+    return App(
+        "backoffice",
+        "backoffice.wsgi:app",
+        (
+            Endpoint("health", "GET /health", "/health"),
+            Endpoint("item", "GET /api/items/<id>", f"/api/items/{fixtures.item_id}"),
+            Endpoint("list", "GET /api/items?limit=25", "/api/items?limit=25"),
+            Endpoint("deep", f"GET /api/items?limit=25 ({DEEP_ROWS:,} deep)", deep),
+            Endpoint("create", "POST /api/items", "/api/items", "post_item.lua"),
+        ),
+    )
+
+
+RAW = App("raw", "bench.reference_raw:app", (Endpoint("health", "GET /health", "/health"),))
+
+FLASK = App(
+    "flask",
+    "bench.reference_flask:app",
+    (
+        Endpoint("health", "GET /health", "/health"),
+        Endpoint("item", "GET /items/<id>", f"/items/{prefilled_id(PREFILLED // 2)}"),
+        Endpoint("list", "GET /items?limit=25", "/items?limit=25"),
+        Endpoint("create", "POST /items", "/items", "post_item.lua"),
+    ),
+)
+
+#: The Flask reference endpoint each Backoffice endpoint is compared to (default: same key).
+FLASK_MATCH = {"deep": "list"}

@@ -1,0 +1,122 @@
+"""Ratios, target checks, the printed table and the JSON results file."""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import BENCH
+from bench.apps import FLASK_MATCH
+from bench.load import Endpoint, Result
+
+RESULTS = BENCH / "results"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    app: str
+    endpoint: Endpoint
+    result: Result
+
+
+def _by_key(measured: Sequence[Measurement], app: str) -> dict[str, Result]:
+    return {m.endpoint.key: m.result for m in measured if m.app == app}
+
+
+def rows(measured: Sequence[Measurement]) -> list[dict[str, Any]]:
+    """One row per measurement, Backoffice's with its ratios to the references."""
+    raw = _by_key(measured, "raw")["health"].rps
+    flask = _by_key(measured, "flask")
+    table = []
+    for m in measured:
+        matching = flask[FLASK_MATCH.get(m.endpoint.key, m.endpoint.key)]
+        table.append(
+            {
+                "app": m.app,
+                "endpoint": m.endpoint.key,
+                "label": m.endpoint.label,
+                "path": m.endpoint.path,
+                "requests": m.result.requests,
+                "rps": m.result.rps,
+                "latency_ms": m.result.latency_ms,
+                "non_2xx": m.result.non_2xx,
+                "socket_errors": m.result.socket_errors,
+                "x_raw": m.result.rps / raw,
+                "x_flask": m.result.rps / matching.rps if m.app == "backoffice" else None,
+            }
+        )
+    return table
+
+
+def _check(name: str, value: float, relation: str, target: float) -> dict[str, Any]:
+    compare: Callable[[float, float], bool] = operator.le if relation == "<=" else operator.ge
+    return {
+        "check": name,
+        "value": value,
+        "target": f"{relation} {target}",
+        "ok": compare(value, target),
+    }
+
+
+def checks(measured: Sequence[Measurement]) -> list[dict[str, Any]]:
+    ours, flask = _by_key(measured, "backoffice"), _by_key(measured, "flask")
+    return [
+        _check("deep page p50 / first page p50", ours["deep"].p50 / ours["list"].p50, "<=", 1.5),
+        _check("item read req/s / flask's", ours["item"].rps / flask["item"].rps, ">=", 0.4),
+        _check("item write req/s / flask's", ours["create"].rps / flask["create"].rps, ">=", 0.3),
+    ]
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def print_table(table: Sequence[dict[str, Any]], found: Sequence[dict[str, Any]]) -> None:
+    header = f"{'endpoint':<48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'xraw':>6} {'xflask':>6}"
+    print(f"\n{header}\n{'-' * len(header)}")
+    for row in table:
+        label = row["label"] if row["app"] == "backoffice" else f"[{row['app']}] {row['label']}"
+        latency = row["latency_ms"]
+        print(
+            f"{label:<48} {row['rps']:>9.1f} {latency[50]:>8.2f} {latency[99]:>8.2f} "
+            f"{_ratio(row['x_raw']):>6} {_ratio(row['x_flask']):>6}"
+        )
+        if row["non_2xx"] or row["socket_errors"]:
+            print(f"  ! {row['non_2xx']} non-2xx answers, {row['socket_errors']} socket errors")
+    print()
+    for check in found:
+        verdict = "ok" if check["ok"] else "MISSED"
+        print(f"{check['check']}: {check['value']:.2f} (target {check['target']}) {verdict}")
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [
+        line.split(":", 1)[1].strip()
+        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if line.startswith("model name")
+    ]
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": models[0] if models else platform.processor(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write(results: dict[str, Any]) -> Path:
+    """`results/<UTC timestamp>.json` and `results/latest.json`; returns the first."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps({"timestamp": stamp, **results}, indent=2, ensure_ascii=False) + "\n"
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    return path

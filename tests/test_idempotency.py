@@ -1,0 +1,76 @@
+"""`Idempotency-Key` on creating POSTs (PRODUCT.md §1, Idempotency)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from backoffice.extensions import db
+from backoffice.idempotency import request_fingerprint, service
+from backoffice.idempotency.models import IdempotencyRecord
+from backoffice.items.models import Item
+from tests.items.test_routes import assert_problem
+
+
+def count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def post(client, body, key="key-1"):
+    return client.post("/api/items", json=body, headers={"Idempotency-Key": key})
+
+
+def test_a_retry_with_the_same_key_and_body_replays_the_first_answer(client, in_db):
+    first = post(client, {"name": "Once", "quantity": 1})
+    again = post(client, {"quantity": 1, "name": "Once"})  # same body, keys in another order
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json
+    assert again.headers["Location"] == first.headers["Location"]
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert in_db(lambda: count(Item)) == 1
+
+
+def test_the_same_key_with_another_body_is_422_and_creates_nothing(client, in_db):
+    post(client, {"name": "First"})
+    response = post(client, {"name": "Second"})
+    assert_problem(response, 422, "Idempotency-Key")
+    assert in_db(lambda: count(Item)) == 1
+
+
+def test_a_retry_while_the_first_is_in_flight_is_409(app, client, in_db):
+    with app.test_request_context("/api/items", method="POST", json={"name": "Slow"}):
+        fingerprint = request_fingerprint()
+        assert service.claim("", "busy", fingerprint, ttl=60) is None  # the first request
+    assert_problem(post(client, {"name": "Slow"}, key="busy"), 409)
+    assert in_db(lambda: count(Item)) == 0
+
+
+def test_different_keys_create_different_items(client, in_db):
+    post(client, {"name": "Same"}, key="a")
+    post(client, {"name": "Same"}, key="b")
+    assert in_db(lambda: count(Item)) == 2
+
+
+def test_a_failed_request_releases_its_key(client, in_db):
+    assert_problem(post(client, {"name": ""}, key="retry-me"), 422)
+    assert in_db(lambda: count(IdempotencyRecord)) == 0
+    assert post(client, {"name": "Fixed"}, key="retry-me").status_code == 201
+    assert in_db(lambda: count(Item)) == 1
+
+
+def test_an_expired_key_can_be_used_again(app, client, in_db):
+    app.config["IDEMPOTENCY_TTL_SECONDS"] = -1
+    try:
+        post(client, {"name": "Old"}, key="reuse")
+        assert post(client, {"name": "New"}, key="reuse").status_code == 201
+    finally:
+        app.config["IDEMPOTENCY_TTL_SECONDS"] = 86400
+    assert in_db(lambda: count(Item)) == 2
+
+
+@pytest.mark.parametrize("key", ["", "has space", "k" * 256, "naïve"])
+def test_a_malformed_key_is_400(client, in_db, key):
+    assert_problem(post(client, {"name": "x"}, key=key), 400, "Idempotency-Key")
+    assert in_db(lambda: count(Item)) == 0
