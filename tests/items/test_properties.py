@@ -46,7 +46,9 @@ def test_walking_the_cursor_visits_every_item_once_newest_first(app, client, tot
         assert len(body["data"]) <= limit
         seen += [item["id"] for item in body["data"]]
         pages += 1
-        url = f"/api/items?limit={limit}&cursor={body['next_cursor']}" if body["next_cursor"] else ""
+        url = (
+            f"/api/items?limit={limit}&cursor={body['next_cursor']}" if body["next_cursor"] else ""
+        )
     assert seen == created[::-1]
     assert pages == max(1, -(-total // limit))
 
@@ -88,6 +90,8 @@ def test_create_accepts_exactly_the_valid_items(app, client, name, quantity):
     else:
         assert response.status_code == 422
         fields = {error["field"] for error in response.json["errors"]}
-        expected = {field for field, ok in (("name", valid_name), ("quantity", valid_quantity)) if not ok}
+        expected = {
+            field for field, ok in (("name", valid_name), ("quantity", valid_quantity)) if not ok
+        }
         assert fields == expected
         assert stored == 0
