@@ -1,0 +1,25 @@
+# The API image: `docker build -t backoffice .` ; run with APP_ENV=production,
+# SECRET_KEY and DATABASE_URL set (the service refuses to start without them).
+FROM python:3.11-slim AS build
+COPY --from=ghcr.io/astral-sh/uv:0.13 /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY src ./src
+RUN uv sync --frozen --no-dev
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 backoffice
+WORKDIR /app
+COPY --from=build /app/.venv /app/.venv
+COPY src ./src
+COPY migrations ./migrations
+COPY deploy ./deploy
+COPY .flaskenv ./
+ENV PATH="/app/.venv/bin:$PATH" APP_ENV=production HOST=0.0.0.0 PORT=5000 \
+    INSTANCE_PATH=/app/instance PYTHONUNBUFFERED=1
+USER backoffice
+EXPOSE 5000
+HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=2)"
+CMD ["sh", "-c", "flask db upgrade && exec deploy/serve"]
