@@ -1,4 +1,8 @@
-"""`uv run python -m bench [--server granian|gunicorn] [--duration N]` from the repository root."""
+"""`uv run python -m bench [--server granian|gunicorn]` from the repository root.
+
+All three apps are served at once (idle servers cost no CPU) and measured in interleaved
+rounds, so a machine that speeds up or slows down during the run shifts every app alike.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -18,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from bench import database
 from bench.apps import FLASK, RAW, App, backoffice
-from bench.load import measure, wrk_params
+from bench.load import Result, warm_up, wrk, wrk_params
 from bench.report import Measurement, checks, machine, print_table, rows, write
 from bench.servers import SERVERS, running, settings
 
@@ -28,7 +33,8 @@ LOGS = Path(tempfile.gettempdir()) / "backoffice-bench"
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--server", choices=SERVERS, default="granian")
-    parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint")
+    parser.add_argument("--rounds", type=int, default=2, help="measurements per endpoint")
+    parser.add_argument("--duration", type=int, default=5, help="seconds of load per round")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per endpoint")
     return parser.parse_args(argv)
 
@@ -47,17 +53,34 @@ def app_environment(url: str) -> dict[str, str]:
     }
 
 
-def measure_app(
-    args: argparse.Namespace, app: App, env: Mapping[str, str], log: Path
+def serve_all(
+    stack: ExitStack, server: str, apps: Sequence[App], env: Mapping[str, str]
+) -> dict[str, str]:
+    """Start every app (stopped when `stack` closes); their base URLs by name."""
+    LOGS.mkdir(exist_ok=True)
+    urls = {}
+    for app in apps:
+        log = LOGS / f"{server}-{app.name}.log"
+        print(f"Starting {app.target} under {server} (log: {log})", flush=True)
+        urls[app.name] = stack.enter_context(running(server, app.target, env, log))
+    return urls
+
+
+def measure_all(
+    args: argparse.Namespace, apps: Sequence[App], urls: Mapping[str, str]
 ) -> list[Measurement]:
-    print(f"{app.name}: {app.target} under {args.server} (server log: {log})", flush=True)
-    with running(args.server, app.target, env, log) as base_url:
-        measured = []
-        for endpoint in app.endpoints:
-            print(f"  {endpoint.label}", flush=True)
-            result = measure(base_url, endpoint, args.duration, args.warmup)
-            measured.append(Measurement(app.name, endpoint, result))
-    return measured
+    """Warm up every endpoint, then measure them all, round after round."""
+    plan = [(app.name, endpoint) for app in apps for endpoint in app.endpoints]
+    rounds: list[list[Result]] = [[] for _ in plan]
+    for number in range(1, args.rounds + 1):
+        for i, (name, endpoint) in enumerate(plan):
+            if number == 1:
+                warm_up(urls[name], endpoint, args.warmup)
+            result = wrk(urls[name], endpoint, args.duration)
+            rounds[i].append(result)
+            label = f"{name}: {endpoint.label}"
+            print(f"  round {number}: {label:<52} {result.rps:>9.1f} req/s", flush=True)
+    return [Measurement(name, endpoint, rounds[i]) for i, (name, endpoint) in enumerate(plan)]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -68,15 +91,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"Preparing {shown}: migrations, {database.SEED_ITEMS:,} items", flush=True)
     database.prepare(url, env)
     fixtures = database.fixtures(env)
-    LOGS.mkdir(exist_ok=True)
-    measured: list[Measurement] = []
-    for app in (backoffice(fixtures), RAW, FLASK):
-        measured += measure_app(args, app, env, LOGS / f"{args.server}-{app.name}.log")
+    apps = (backoffice(fixtures), RAW, FLASK)
+    with ExitStack() as stack:
+        measured = measure_all(args, apps, serve_all(stack, args.server, apps, env))
     table, found = rows(measured), checks(measured)
     print_table(table, found)
     return {
         "server": settings(args.server),
-        "wrk": wrk_params(args.duration, args.warmup),
+        "wrk": wrk_params(args.duration, args.warmup, args.rounds),
         "machine": machine(),
         "database": {"url": shown, "items": database.SEED_ITEMS, **fixtures.postgres},
         "results": table,

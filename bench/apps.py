@@ -17,7 +17,7 @@ class App:
 
 
 def backoffice(fixtures: Fixtures) -> App:
-    """Reads before the write, so the pages are measured on the seeded rows only."""
+    """Reads first, the write last (after round 1, the first page shows written items)."""
     deep = f"/api/items?limit=25&cursor={fixtures.deep_cursor}"
     return App(
         "backoffice",

@@ -59,10 +59,23 @@ def flask(env: Mapping[str, str], *args: str, timeout: float) -> None:
     subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=timeout)  # noqa: S603
 
 
+def settle(url: str) -> None:
+    """After the bulk insert: statistics and visibility map, dirty pages flushed, so that
+    autovacuum and the checkpointer do not run during the measurements."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+            connection.execute(text("CHECKPOINT"))
+    finally:
+        engine.dispose()
+
+
 def prepare(url: str, env: Mapping[str, str]) -> None:
     recreate(url)
     flask(env, "db", "upgrade", timeout=60)
     flask(env, "seed", "--items", str(SEED_ITEMS), timeout=150)
+    settle(url)
 
 
 def fixtures(env: Mapping[str, str]) -> Fixtures:

@@ -1,4 +1,4 @@
-"""wrk runs: a short warm-up that must succeed, then the measured run, parsed."""
+"""wrk: one run of an endpoint, its report parsed; warm-ups that must answer 2xx."""
 
 from __future__ import annotations
 
@@ -38,20 +38,29 @@ class Result:
     def p50(self) -> float:
         return self.latency_ms[50]
 
-    @property
-    def p99(self) -> float:
-        return self.latency_ms[99]
 
-
-def wrk_params(duration: int, warmup: int) -> dict[str, object]:
+def wrk_params(duration: int, warmup: int, rounds: int) -> dict[str, object]:
     return {
         "threads": THREADS,
         "connections": CONNECTIONS,
-        "duration_s": duration,
+        "duration_s_per_round": duration,
+        "rounds": rounds,
         "warmup_s": warmup,
         "timeout": REQUEST_TIMEOUT,
         "latency": True,
     }
+
+
+def combine(rounds: list[Result]) -> Result:
+    """Requests and errors summed; req/s and latency percentiles averaged over the rounds."""
+    count = len(rounds)
+    return Result(
+        requests=sum(r.requests for r in rounds),
+        rps=sum(r.rps for r in rounds) / count,
+        latency_ms={p: sum(r.latency_ms[p] for r in rounds) / count for p in PERCENTILES},
+        non_2xx=sum(r.non_2xx for r in rounds),
+        socket_errors=sum(r.socket_errors for r in rounds),
+    )
 
 
 def _to_ms(value: str) -> float:
@@ -101,12 +110,11 @@ def wrk(url: str, endpoint: Endpoint, seconds: int) -> Result:
     return parse(done.stdout)
 
 
-def measure(base_url: str, endpoint: Endpoint, duration: int, warmup: int) -> Result:
-    """Warm up (and check every answer is a 2xx), then measure."""
-    trial = wrk(base_url, endpoint, warmup)
+def warm_up(base_url: str, endpoint: Endpoint, seconds: int) -> None:
+    """Load the endpoint briefly, and refuse to measure one that does not answer 2xx."""
+    trial = wrk(base_url, endpoint, seconds)
     if trial.requests == 0 or trial.non_2xx or trial.socket_errors:
         raise RuntimeError(
             f"{endpoint.label}: {trial.non_2xx} non-2xx answers and {trial.socket_errors} "
             f"socket errors in {trial.requests} warm-up requests"
         )
-    return wrk(base_url, endpoint, duration)

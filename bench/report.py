@@ -14,7 +14,7 @@ from typing import Any
 
 from bench import BENCH
 from bench.apps import FLASK_MATCH
-from bench.load import Endpoint, Result
+from bench.load import Endpoint, Result, combine
 
 RESULTS = BENCH / "results"
 
@@ -23,7 +23,17 @@ RESULTS = BENCH / "results"
 class Measurement:
     app: str
     endpoint: Endpoint
-    result: Result
+    rounds: list[Result]
+
+    @property
+    def result(self) -> Result:
+        return combine(self.rounds)
+
+    @property
+    def spread(self) -> float:
+        """How far apart the rounds' req/s are, relative to their mean."""
+        rates = [r.rps for r in self.rounds]
+        return (max(rates) - min(rates)) / self.result.rps
 
 
 def _by_key(measured: Sequence[Measurement], app: str) -> dict[str, Result]:
@@ -48,6 +58,8 @@ def rows(measured: Sequence[Measurement]) -> list[dict[str, Any]]:
                 "latency_ms": m.result.latency_ms,
                 "non_2xx": m.result.non_2xx,
                 "socket_errors": m.result.socket_errors,
+                "rounds": [{"rps": r.rps, "latency_ms": r.latency_ms} for r in m.rounds],
+                "rps_spread": m.spread,
                 "x_raw": m.result.rps / raw,
                 "x_flask": m.result.rps / matching.rps if m.app == "backoffice" else None,
             }
@@ -79,18 +91,21 @@ def _ratio(value: float | None) -> str:
 
 
 def print_table(table: Sequence[dict[str, Any]], found: Sequence[dict[str, Any]]) -> None:
-    header = f"{'endpoint':<48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'xraw':>6} {'xflask':>6}"
+    header = (
+        f"{'endpoint':<48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'xraw':>6} {'xflask':>6}"
+        f" {'spread':>6}"
+    )
     print(f"\n{header}\n{'-' * len(header)}")
     for row in table:
         label = row["label"] if row["app"] == "backoffice" else f"[{row['app']}] {row['label']}"
         latency = row["latency_ms"]
         print(
             f"{label:<48} {row['rps']:>9.1f} {latency[50]:>8.2f} {latency[99]:>8.2f} "
-            f"{_ratio(row['x_raw']):>6} {_ratio(row['x_flask']):>6}"
+            f"{_ratio(row['x_raw']):>6} {_ratio(row['x_flask']):>6} {row['rps_spread']:>6.0%}"
         )
         if row["non_2xx"] or row["socket_errors"]:
             print(f"  ! {row['non_2xx']} non-2xx answers, {row['socket_errors']} socket errors")
-    print()
+    print("(req/s and latencies: mean of the rounds; spread: their req/s range / mean)\n")
     for check in found:
         verdict = "ok" if check["ok"] else "MISSED"
         print(f"{check['check']}: {check['value']:.2f} (target {check['target']}) {verdict}")

@@ -28,7 +28,9 @@ STOP_TIMEOUT = 15.0
 
 def command(server: str, target: str) -> list[str]:
     if server == "gunicorn":
-        return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), target]
+        # One control socket path (~/.gunicorn) would be shared by the three servers.
+        conf = ["-c", str(GUNICORN_CONF), "--no-control-socket"]
+        return [sys.executable, "-m", "gunicorn", *conf, target]
     return [str(SERVE)]  # deploy/serve reads APP_TARGET
 
 
