@@ -19,7 +19,7 @@ from backoffice.database import render_item
 from backoffice.errors import register_error_handlers
 from backoffice.extensions import db, migrate
 from backoffice.health.service import VERSION
-from backoffice.json_provider import OrjsonProvider
+from backoffice.json_provider import NoSessions, OrjsonProvider
 from backoffice.observability import configure_logging, init_request_logging
 from backoffice.openapi import init_openapi
 
@@ -38,6 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()),
     )
     app.json = OrjsonProvider(app)
+    app.session_interface = NoSessions()
     app.config.update(settings)
     if settings.get("INSTANCE_CONFIG"):
         app.config.from_pyfile("config.py", silent=True)

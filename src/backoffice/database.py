@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import flask_sqlalchemy.session
 import uuid_utils.compat as uuid_utils
+from flask import has_request_context, request
 from sqlalchemy import DateTime, MetaData, TypeDecorator, Uuid
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
 #: Stable constraint names, so Alembic migrations name the same thing on every database.
@@ -54,6 +57,38 @@ class UTCDateTime(TypeDecorator[datetime]):
         if stored.tzinfo is None:
             return stored.replace(tzinfo=UTC)
         return stored.astimezone(UTC)
+
+
+#: Requests that by HTTP's rules change nothing (RFC 9110 §9.2.1).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@functools.lru_cache(maxsize=8)
+def autocommit(engine: Engine) -> Engine:
+    """The same engine (and pool) with every statement committed as it runs."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+class RequestSession(flask_sqlalchemy.session.Session):
+    """A session that reads without a transaction while serving a safe request.
+
+    Under READ COMMITTED every statement sees its own snapshot anyway, so a GET loses
+    nothing by running in autocommit, and saves the BEGIN and ROLLBACK round trips that
+    were a third of a read's cost. Writes (any other method, CLI commands, tasks) keep
+    full transactions.
+    """
+
+    def get_bind(
+        self,
+        mapper: Any | None = None,
+        clause: Any | None = None,
+        bind: Any | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+        if isinstance(engine, Engine) and has_request_context() and request.method in SAFE_METHODS:
+            return autocommit(engine)
+        return engine
 
 
 class Base(DeclarativeBase):

@@ -5,7 +5,10 @@ from __future__ import annotations
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
-from backoffice.database import Base
+from backoffice.database import Base, RequestSession
 
-db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+db = SQLAlchemy(
+    model_class=Base,
+    session_options={"class_": RequestSession, "expire_on_commit": False},
+)
 migrate = Migrate()

@@ -21,7 +21,13 @@ log = structlog.get_logger("backoffice.request")
 
 
 def configure_logging(level: str, json_lines: bool) -> None:
-    """Configure structlog (process-wide, as logging always is) for JSON lines or a console."""
+    """Configure structlog for JSON lines or a console, once per process.
+
+    Logging is process-wide: the first app created in a process sets it up, and later
+    apps (tests build several) share it, so loggers can be cached on first use.
+    """
+    if structlog.is_configured():
+        return
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
     renderer: structlog.typing.Processor
     if json_lines:
@@ -43,8 +49,7 @@ def configure_logging(level: str, json_lines: bool) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=factory,
-        # Not cached: create_app() may reconfigure (tests build several apps in one process).
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
 
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import Field
-from sqlalchemy import Select
+from sqlalchemy import Row, Select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backoffice.errors import BadRequest
-from backoffice.extensions import db
+from backoffice.readonly import read_rows
 from backoffice.schemas import trimmed
 
 DEFAULT_LIMIT = 25
@@ -58,19 +58,19 @@ def decode_cursor(kind: str, cursor: str) -> uuid.UUID:
 
 def paginate(
     kind: str,
-    query: Select[T],
+    query: Select[Any],
     key: InstrumentedAttribute[uuid.UUID],
     limit: int,
     cursor: str | None,
-) -> Page[T]:
-    """One page of `query`, newest first, resuming after `cursor`."""
+) -> Page[Row[Any]]:
+    """One page of `query`'s rows, newest first, resuming after `cursor`."""
     if cursor is not None:
         query = query.where(key < decode_cursor(kind, cursor))
-    rows = list(db.session.scalars(query.order_by(key.desc()).limit(limit + 1)))
+    rows = read_rows(query.order_by(key.desc()).limit(limit + 1))
     if len(rows) <= limit:
-        return Page(rows, None)
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(kind, getattr(rows[-1], key.key)))
+        return Page(list(rows), None)
+    page = list(rows[:limit])
+    return Page(page, encode_cursor(kind, getattr(page[-1], key.key)))
 
 
 def link_header(next_cursor: str | None) -> dict[str, str]:

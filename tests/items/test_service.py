@@ -33,9 +33,7 @@ def racing_writer(app):
     return arm
 
 
-@pytest.mark.parametrize(
-    ("if_match", "error"), [(False, Conflict), (True, PreconditionFailed)]
-)
+@pytest.mark.parametrize(("if_match", "error"), [(False, Conflict), (True, PreconditionFailed)])
 def test_a_write_that_loses_a_race_is_refused_and_keeps_the_winner(
     app, racing_writer, if_match, error
 ):
