@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, bindparam, insert, select
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import ETags
 
@@ -48,11 +48,16 @@ def _load(item_id: uuid.UUID) -> Item:
     return item
 
 
-def create_item(name: str, description: str | None = None, quantity: int = 0) -> Item:
-    item = Item(name=name, description=description, quantity=quantity)
-    db.session.add(item)
+def create_item(name: str, description: str | None = None, quantity: int = 0) -> Row[Any]:
+    """Insert and return the new row in one statement (the ORM's unit of work is half the
+    cost of a create and buys nothing for a single new row)."""
+    row = db.session.execute(
+        insert(Item.__table__)
+        .values(name=name, description=description, quantity=quantity)
+        .returning(*Item.__table__.columns)
+    ).one()
     db.session.commit()
-    return item
+    return row
 
 
 def update_item(item_id: uuid.UUID, changes: dict[str, Any], if_match: ETags) -> Item:
