@@ -1,9 +1,5 @@
 """The bench database: dropped, created, migrated and seeded with the app's own commands."""
 
-# `mypy bench` alone sees backoffice as an installed package without a py.typed marker;
-# `mypy` (files = src, bench) checks these imports against the source.
-# mypy: disable-error-code="import-untyped"
-
 from __future__ import annotations
 
 import subprocess
