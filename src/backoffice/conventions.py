@@ -68,6 +68,13 @@ def etag_for(resource_id: uuid.UUID, version: int) -> str:
     return hashlib.blake2b(f"{resource_id}:{version}".encode(), digest_size=10).hexdigest()
 
 
+def no_content() -> Response:
+    """204: no body, so no Content-Type either."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def etag_header(etag: str) -> dict[str, str]:
     return {"ETag": quote_etag(etag)}
 

@@ -281,6 +281,7 @@ def test_delete_is_204_with_an_empty_body_and_the_item_is_gone(client, in_db):
     response = client.delete(f"/api/items/{item['id']}")
     assert response.status_code == 204
     assert response.data == b""
+    assert "Content-Type" not in response.headers
     assert in_db(lambda: stored(item["id"])) is None
     assert_problem(client.get(f"/api/items/{item['id']}"), 404)
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import Response, request, url_for
 
-from backoffice.conventions import etag_header, not_modified
+from backoffice.conventions import etag_header, no_content, not_modified
 from backoffice.idempotency import idempotent
 from backoffice.items import bp, service
 from backoffice.items.schemas import ItemIn, ItemList, ItemOut, ItemPatch, ItemQuery, ItemReplace
@@ -73,4 +73,4 @@ def update_item(item_id: uuid.UUID, patch: ItemPatch) -> Any:
 def delete_item(item_id: uuid.UUID) -> Response:
     """Delete an item"""
     service.delete_item(item_id, request.if_match)
-    return Response(status=204)
+    return no_content()
