@@ -8,7 +8,9 @@ the run: it is never skipped.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import flask_migrate
@@ -20,11 +22,14 @@ from sqlalchemy.engine import make_url
 
 from backoffice import create_app
 from backoffice.config import TestingConfig, normalize_database_url
-from backoffice.extensions import db
+from backoffice.extensions import db, limiter
+from backoffice.users import service as users
+from backoffice.users.models import Role
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production"
+PASSWORD = "correct horse battery staple"
 
 
 def settings(**overrides: str) -> dict[str, Any]:
@@ -85,15 +90,76 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     app: APIFlask = request.getfixturevalue("app")
     with app.app_context():
+        limiter.reset()
         db.session.remove()
         with db.engine.begin() as connection:
             for table in reversed(db.metadata.sorted_tables):
                 connection.execute(table.delete())
 
 
+@dataclass
+class Account:
+    """A user made for a test, with the password it was made with."""
+
+    id: uuid.UUID
+    email: str
+    password: str
+    role: str
+
+
 @pytest.fixture
-def client(app: APIFlask) -> FlaskClient:
+def make_user(app: APIFlask) -> Callable[..., Account]:
+    """Create a user through the service; `make_user(role="admin")`."""
+
+    def make(role: str = "member", email: str | None = None, password: str = PASSWORD) -> Account:
+        email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+        with app.app_context():
+            user = users.create_user("Test User", email, password, Role(role))
+            return Account(user.id, email, password, role)
+
+    return make
+
+
+def login(client: FlaskClient, account: Account) -> dict[str, Any]:
+    response = client.post(
+        "/api/auth/token", json={"email": account.email, "password": account.password}
+    )
+    assert response.status_code == 200, response.json
+    return dict(response.json)
+
+
+@pytest.fixture
+def as_user(app: APIFlask) -> Callable[[Account], FlaskClient]:
+    """A test client that sends `account`'s fresh access token with every request."""
+
+    def client_for(account: Account) -> FlaskClient:
+        client = app.test_client()
+        token = login(client, account)["access_token"]
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def anonymous(app: APIFlask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def member(make_user: Callable[..., Account]) -> Account:
+    return make_user()
+
+
+@pytest.fixture
+def admin(make_user: Callable[..., Account]) -> Account:
+    return make_user(role="admin")
+
+
+@pytest.fixture
+def client(as_user: Callable[[Account], FlaskClient], member: Account) -> FlaskClient:
+    """A member's client: the default for tests of resources that need a caller."""
+    return as_user(member)
 
 
 @pytest.fixture

@@ -39,12 +39,21 @@ def test_the_same_key_with_another_body_is_422_and_creates_nothing(client, in_db
     assert in_db(lambda: count(Item)) == 1
 
 
-def test_a_retry_while_the_first_is_in_flight_is_409(app, client, in_db):
+def test_a_retry_while_the_first_is_in_flight_is_409(app, client, member, in_db):
     with app.test_request_context("/api/items", method="POST", json={"name": "Slow"}):
         fingerprint = request_fingerprint()
-        assert service.claim("", "busy", fingerprint, ttl=60) is None  # the first request
+        assert (
+            service.claim(str(member.id), "busy", fingerprint, ttl=60) is None
+        )  # the first request
     assert_problem(post(client, {"name": "Slow"}, key="busy"), 409)
     assert in_db(lambda: count(Item)) == 0
+
+
+def test_the_same_key_from_another_user_is_another_request(client, as_user, make_user, in_db):
+    post(client, {"name": "Mine"}, key="shared")
+    other = as_user(make_user())
+    assert post(other, {"name": "Theirs"}, key="shared").status_code == 201
+    assert in_db(lambda: count(Item)) == 2
 
 
 def test_different_keys_create_different_items(client, in_db):

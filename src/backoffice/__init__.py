@@ -11,17 +11,21 @@ from apiflask import APIFlask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from backoffice import health, items
+from backoffice.auth import routes as auth
+from backoffice.auth.revocations import init_revocations
 from backoffice.cli import register_commands
 from backoffice.config import load_settings
 from backoffice.conventions import init_conventions
 from backoffice.database import render_item
 from backoffice.errors import register_error_handlers
-from backoffice.extensions import db, migrate
+from backoffice.extensions import db, jwt, limiter, migrate
+from backoffice.health import routes as health
 from backoffice.health.service import VERSION
+from backoffice.items import routes as items
 from backoffice.json_provider import NoSessions, OrjsonProvider
 from backoffice.observability import configure_logging, init_request_logging
 from backoffice.openapi import init_openapi
+from backoffice.users import routes as users
 
 #: Alembic revisions, checked in at the repository root beside src/.
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -60,6 +64,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_item=render_item, compare_type=True)
+    jwt.init_app(app)
+    limiter.init_app(app)
+    init_revocations(app)
     init_request_logging(app)
     init_conventions(app)
     init_openapi(app)
@@ -73,7 +80,11 @@ def _register_blueprints(app: APIFlask) -> None:
     prefix = app.config["API_PREFIX"]
     app.register_blueprint(health.bp)
     app.register_blueprint(health.readiness_bp, url_prefix=prefix)
+    app.register_blueprint(users.bp, url_prefix=prefix)
     app.register_blueprint(items.bp, url_prefix=prefix)
+    # Last: APIFlask warns about a duplicate security scheme when a bearer-only view is
+    # seen before the first view that accepts bearer or API key (MultiAuth).
+    app.register_blueprint(auth.bp, url_prefix=prefix)
 
 
 def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from flask import Flask
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
+from pydantic import ValidationError
 from sqlalchemy import insert
 
 from backoffice.database import new_id, utcnow
+from backoffice.errors import APIError
 from backoffice.extensions import db
 from backoffice.items.models import Item
+from backoffice.users import service as users
+from backoffice.users.models import Role
+from backoffice.users.schemas import UserIn
 
 
 @click.command("seed")
@@ -42,5 +49,53 @@ def seed_command(count: int, batch: int) -> None:
     click.echo(f"Added {count} items.")
 
 
+users_cli = AppGroup("users", help="Manage users.")
+
+
+@users_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--admin", is_flag=True, help="Make the user an admin.")
+@click.password_option(
+    "--password",
+    prompt=True,
+    confirmation_prompt=True,
+    help="Asked at a prompt (or read from stdin); never pass it on the command line.",
+)
+def create_user_command(email: str, name: str, admin: bool, password: str) -> None:
+    """Create a user; the password is asked for, never taken from argv."""
+    try:
+        checked = UserIn(name=name, email=email, password=password)
+    except ValidationError as error:
+        raise click.BadParameter(_describe(error)) from None
+    try:
+        user = users.create_user(
+            checked.name, checked.email, checked.password, Role.ADMIN if admin else Role.MEMBER
+        )
+    except APIError as error:
+        raise click.ClickException(error.detail) from None
+    click.echo(f"Created {user.role} {user.email} ({user.id}).")
+
+
+@users_cli.command("bootstrap-admin")
+def bootstrap_admin_command() -> None:
+    """Create the first admin from ADMIN_EMAIL and ADMIN_PASSWORD, if there is no admin yet."""
+    email, password = os.environ.get("ADMIN_EMAIL"), os.environ.get("ADMIN_PASSWORD")
+    if not email or not password:
+        click.echo("ADMIN_EMAIL/ADMIN_PASSWORD not set: no admin created.")
+        return
+    try:
+        checked = UserIn(name="Administrator", email=email, password=password)
+    except ValidationError as error:
+        raise click.ClickException(f"ADMIN_EMAIL/ADMIN_PASSWORD: {_describe(error)}") from None
+    user = users.ensure_admin(checked.email, checked.password, checked.name)
+    click.echo(f"Created admin {user.email}." if user else "An admin exists already.")
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_command)
+    app.cli.add_command(users_cli)

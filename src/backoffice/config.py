@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any, ClassVar
 
 #: The development key. It works on a laptop and is refused by production.
@@ -35,6 +36,13 @@ def _prefix(value: str) -> str:
     return "" if value == "/" else value
 
 
+def _registration(value: str) -> str:
+    value = value.strip().lower()
+    if value not in {"open", "admin"}:
+        raise ConfigError(f"REGISTRATION must be 'open' or 'admin', not {value!r}")
+    return value
+
+
 def normalize_database_url(url: str) -> str:
     """Point PostgreSQL URLs at psycopg 3, whatever spelling the platform hands us."""
     for scheme in ("postgres://", "postgresql://"):
@@ -56,6 +64,15 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PROXY_FIX_X_PROTO": ("PROXY_FIX_X_PROTO", int),
     "IDEMPOTENCY_TTL_SECONDS": ("IDEMPOTENCY_TTL_SECONDS", int),
     "INSTANCE_CONFIG": ("INSTANCE_CONFIG", _bool),
+    "JWT_ACCESS_TOKEN_EXPIRES": ("JWT_ACCESS_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
+    "JWT_REFRESH_TOKEN_EXPIRES": ("JWT_REFRESH_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
+    "REGISTRATION": ("REGISTRATION", _registration),
+    "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
+    "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
+    "REDIS_URL": ("REDIS_URL", str),
+    "PASSWORD_HASH_TIME_COST": ("PASSWORD_HASH_TIME_COST", int),
+    "PASSWORD_HASH_MEMORY_COST": ("PASSWORD_HASH_MEMORY_COST", int),
+    "PASSWORD_HASH_PARALLELISM": ("PASSWORD_HASH_PARALLELISM", int),
 }
 
 
@@ -81,6 +98,25 @@ class Config:
     INSTANCE_CONFIG = True
     TESTING = False
     DEBUG = False
+
+    # Identity (users/, auth/)
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(hours=1)
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=14)
+    JWT_ALGORITHM = "HS256"
+    JWT_TOKEN_LOCATION = ["headers"]
+    #: "open": anyone may sign up with POST /users; "admin": only admins create users.
+    REGISTRATION = "open"
+    #: Failed logins allowed per client IP before 429 (Flask-Limiter notation).
+    LOGIN_RATE_LIMIT = "5 per minute"
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_STRATEGY = "fixed-window"
+    RATELIMIT_HEADERS_ENABLED = True
+    #: Where revoked tokens are kept: "" for the database, or a redis:// URL.
+    REDIS_URL = ""
+    # argon2id parameters (RFC 9106's second recommended option by default).
+    PASSWORD_HASH_TIME_COST = 3
+    PASSWORD_HASH_MEMORY_COST = 64 * 1024
+    PASSWORD_HASH_PARALLELISM = 4
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -108,6 +144,10 @@ class TestingConfig(Config):
     APP_ENV = "testing"
     TESTING = True
     INSTANCE_CONFIG = False
+    # Cheap hashes keep the suite fast; still argon2id, and rehash-on-login is tested.
+    PASSWORD_HASH_TIME_COST = 1
+    PASSWORD_HASH_MEMORY_COST = 1024
+    PASSWORD_HASH_PARALLELISM = 1
 
 
 class ProductionConfig(Config):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
@@ -12,3 +15,6 @@ db = SQLAlchemy(
     session_options={"class_": RequestSession, "expire_on_commit": False},
 )
 migrate = Migrate()
+jwt = JWTManager()
+#: No default limits: only the views that declare one are limited (login, for now).
+limiter = Limiter(key_func=get_remote_address)

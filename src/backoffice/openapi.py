@@ -52,7 +52,7 @@ def problem_responses(*statuses: int, status_304: bool = False) -> dict[int, str
 
 
 #: What a conditional write (PUT, PATCH) can answer besides its result.
-PRECONDITION_RESPONSES = problem_responses(400, 404, 409, 412, 413, 415, 422)
+PRECONDITION_RESPONSES = problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422)
 
 
 def _problem_media_type(spec: dict[str, Any] | str) -> dict[str, Any] | str:

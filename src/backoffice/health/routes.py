@@ -2,11 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from apiflask import APIBlueprint
 from flask import url_for
 
 from backoffice.database import utcnow
-from backoffice.health import bp, readiness_bp, service
+from backoffice.health import service
 from backoffice.health.schemas import Liveness, Readiness, ServiceInfo
+
+#: Mounted at the root: these answer the same wherever the API prefix points.
+bp = APIBlueprint("service", __name__, tag="Service")
+#: Mounted under the API prefix, beside the resources it vouches for.
+readiness_bp = APIBlueprint("readiness", __name__, tag="Service")
 
 #: A degraded readiness answer has the same shape as a healthy one, not a problem body.
 DEGRADED: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {

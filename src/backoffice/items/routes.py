@@ -3,20 +3,25 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from apiflask import APIBlueprint
 from flask import Response, request, url_for
 
+from backoffice.auth.guards import authenticated
 from backoffice.conventions import etag_header, no_content, not_modified
 from backoffice.idempotency import idempotent
-from backoffice.items import bp, service
+from backoffice.items import service
 from backoffice.items.schemas import ItemIn, ItemList, ItemOut, ItemPatch, ItemQuery, ItemReplace
 from backoffice.openapi import PRECONDITION_RESPONSES, problem_responses
 from backoffice.pagination import link_header
 
+bp = APIBlueprint("items", __name__, tag="Items")
+
 
 @bp.get("/items")
+@bp.auth_required(authenticated, roles=["items"])
 @bp.input(ItemQuery, location="query", arg_name="query")
 @bp.output(ItemList)
-@bp.doc(responses=problem_responses(400))
+@bp.doc(responses=problem_responses(400, 401, 403))
 def list_items(query: ItemQuery) -> Any:
     """List items, newest first"""
     page = service.list_items(query.limit, query.cursor, query.q)
@@ -24,10 +29,11 @@ def list_items(query: ItemQuery) -> Any:
 
 
 @bp.post("/items")
+@bp.auth_required(authenticated, roles=["items"])
 @idempotent
 @bp.input(ItemIn, arg_name="item")
 @bp.output(ItemOut, status_code=201)
-@bp.doc(responses=problem_responses(400, 409, 413, 415))
+@bp.doc(responses=problem_responses(400, 401, 403, 409, 413, 415))
 def create_item(item: ItemIn) -> Any:
     """Create an item"""
     created = service.create_item(**item.model_dump())
@@ -39,8 +45,9 @@ def create_item(item: ItemIn) -> Any:
 
 
 @bp.get("/items/<uuid:item_id>")
+@bp.auth_required(authenticated, roles=["items"])
 @bp.output(ItemOut)
-@bp.doc(responses=problem_responses(400, 404, status_304=True))
+@bp.doc(responses=problem_responses(400, 401, 403, 404, status_304=True))
 def get_item(item_id: uuid.UUID) -> Any:
     """Get one item"""
     item = service.get_item(item_id)
@@ -49,6 +56,7 @@ def get_item(item_id: uuid.UUID) -> Any:
 
 
 @bp.put("/items/<uuid:item_id>")
+@bp.auth_required(authenticated, roles=["items"])
 @bp.input(ItemReplace, arg_name="replacement")
 @bp.output(ItemOut)
 @bp.doc(responses=PRECONDITION_RESPONSES)
@@ -59,6 +67,7 @@ def replace_item(item_id: uuid.UUID, replacement: ItemReplace) -> Any:
 
 
 @bp.patch("/items/<uuid:item_id>")
+@bp.auth_required(authenticated, roles=["items"])
 @bp.input(ItemPatch, arg_name="patch")
 @bp.output(ItemOut)
 @bp.doc(responses=PRECONDITION_RESPONSES)
@@ -69,7 +78,8 @@ def update_item(item_id: uuid.UUID, patch: ItemPatch) -> Any:
 
 
 @bp.delete("/items/<uuid:item_id>")
-@bp.doc(responses={204: "Deleted", **problem_responses(400, 404, 409, 412)})
+@bp.auth_required(authenticated, roles=["items"])
+@bp.doc(responses={204: "Deleted", **problem_responses(400, 401, 403, 404, 409, 412)})
 def delete_item(item_id: uuid.UUID) -> Response:
     """Delete an item"""
     service.delete_item(item_id, request.if_match)

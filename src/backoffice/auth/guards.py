@@ -1,0 +1,73 @@
+"""Who may call a view, declared on the view.
+
+    @bp.get("/items")
+    @bp.auth_required(authenticated, roles=["items"])   # any caller holding the scope
+    @bp.auth_required(authenticated, roles=["admin"])   # admins only
+    @bp.auth_required(bearer)                           # a person's token, not an API key
+
+`authenticated` accepts `Authorization: Bearer <JWT>` or `X-API-Key: <key>`. No or bad
+credentials: 401 with `WWW-Authenticate`; a known caller without the scope: 403. The
+OpenAPI document lists both security schemes and the scopes per operation.
+"""
+
+from __future__ import annotations
+
+from apiflask import APIKeyHeaderAuth, HTTPTokenAuth, MultiAuth
+from flask import g
+
+from backoffice.auth import service
+from backoffice.auth.principal import Principal
+
+bearer = HTTPTokenAuth(
+    scheme="Bearer",
+    description="An access token from POST {prefix}/auth/token.",
+    security_scheme_name="BearerAuth",
+)
+api_key = APIKeyHeaderAuth(
+    name="X-API-Key",
+    description="A key from POST {prefix}/auth/api-keys.",
+    security_scheme_name="ApiKeyAuth",
+)
+#: Only for POST {prefix}/auth/refresh: accepts refresh tokens, nothing else.
+refresh_bearer = HTTPTokenAuth(
+    scheme="Bearer",
+    description="A refresh token.",
+    security_scheme_name="RefreshToken",
+)
+authenticated = MultiAuth(bearer, api_key)
+
+
+def _remember(principal: Principal | None) -> Principal | None:
+    if principal is not None:
+        g.user_id = principal.user_id  # for the request log line
+    return principal
+
+
+def _verify_bearer(token: str) -> Principal | None:
+    return _remember(service.principal_from_token(token)) if token else None
+
+
+def _verify_refresh(token: str) -> Principal | None:
+    return _remember(service.principal_from_token(token, "refresh")) if token else None
+
+
+def _verify_api_key(key: str) -> Principal | None:
+    return _remember(service.principal_from_api_key(key)) if key else None
+
+
+def _roles(principal: Principal) -> list[str]:
+    return principal.roles()
+
+
+# Flask-HTTPAuth is untyped: register the callbacks by call, so they stay type-checked.
+bearer.verify_token(_verify_bearer)
+refresh_bearer.verify_token(_verify_refresh)
+api_key.verify_token(_verify_api_key)
+for _scheme in (bearer, refresh_bearer, api_key):
+    _scheme.get_user_roles(_roles)
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of this request (only inside a guarded view)."""
+    principal: Principal = g.flask_httpauth_user
+    return principal

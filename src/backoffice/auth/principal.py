@@ -1,0 +1,37 @@
+"""Who is calling: the same shape whether they came with a JWT or an API key."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from backoffice.users.models import Role
+
+#: What a caller may be allowed to touch. A JWT carries every scope its role allows; an
+#: API key carries the scopes it was created with, never more than its owner's role.
+Scope = Literal["admin", "items", "todos", "users"]
+ALL_SCOPES: frozenset[str] = frozenset(get_args(Scope))
+MEMBER_SCOPES = ALL_SCOPES - {"admin"}
+
+
+def scopes_for(role: str) -> frozenset[str]:
+    return ALL_SCOPES if role == Role.ADMIN else MEMBER_SCOPES
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: uuid.UUID
+    role: str
+    scopes: frozenset[str]
+    via: Literal["jwt", "api_key"]
+    #: The JWT's claims (jti, exp, ...) when `via == "jwt"`.
+    claims: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+    def roles(self) -> list[str]:
+        """What `@bp.auth_required(..., roles=[...])` checks: the scopes held."""
+        return sorted(self.scopes)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, AwareDatetime, Field, StrictStr
+
+from backoffice.auth.principal import Scope
+from backoffice.schemas import InputModel, OutputModel, Timestamp, single_line, trimmed
+
+
+class TokenRequest(InputModel):
+    """JSON `{"email", "password"}`, or the OAuth2 password form (`username`, `password`)
+    that the docs page's Authorize button sends."""
+
+    email: Annotated[StrictStr, trimmed(1, 320)] = Field(
+        validation_alias=AliasChoices("email", "username")
+    )
+    password: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    grant_type: Literal["password"] | None = None
+    scope: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class TokenOut(OutputModel):
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+    refresh_token: str
+
+
+class LogoutIn(InputModel):
+    refresh_token: StrictStr | None = None
+
+
+class ApiKeyIn(InputModel):
+    name: Annotated[StrictStr, trimmed(1, 200), single_line]
+    scopes: Annotated[list[Scope], Field(min_length=1)] | None = Field(
+        default=None, description="Defaults to every scope of yours except admin."
+    )
+    expires_at: AwareDatetime | None = None
+
+
+class ApiKeyOut(OutputModel):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    expires_at: Timestamp | None
+    last_used_at: Timestamp | None
+    created_at: Timestamp
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret. Shown this once: store it now.")
+
+
+class ApiKeyList(OutputModel):
+    data: list[ApiKeyOut]

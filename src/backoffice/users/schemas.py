@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from pydantic import EmailStr, Field, StrictBool, StrictStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
+from backoffice.schemas import InputModel, OutputModel, Timestamp, single_line, trimmed
+from backoffice.users.models import Role
+
+Name = Annotated[StrictStr, trimmed(1, 200), single_line]
+Email = Annotated[EmailStr, Field(max_length=320)]
+#: Not trimmed: a password is taken exactly as typed. Bounded so hashing stays cheap.
+Password = Annotated[StrictStr, Field(min_length=8, max_length=256)]
+
+
+class UserIn(InputModel):
+    name: Name
+    email: Email
+    password: Password
+
+
+class UserPatch(InputModel):
+    """Only the fields sent change. `role` and `active` are for admins only."""
+
+    name: Name | None = None
+    email: Email | None = None
+    password: Password | None = None
+    role: Role | None = None
+    active: StrictBool | None = None
+
+    @field_validator("name", "email", "password", "role", "active", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("not_nullable", "may not be null")
+        return value
+
+    @model_validator(mode="after")
+    def not_empty(self) -> UserPatch:
+        if not self.model_fields_set:
+            raise PydanticCustomError("empty_patch", "send at least one field to change")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(include=self.model_fields_set)
+
+
+class UserQuery(InputModel):
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+    active: bool | None = None
+    role: Role | None = None
+
+
+class UserOut(OutputModel):
+    id: uuid.UUID
+    name: str
+    email: str
+    role: Role
+    active: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class UserList(OutputModel):
+    data: list[UserOut]
+    next_cursor: str | None
