@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,7 +108,7 @@ def _digest(key: str) -> str:
 
 
 def create_api_key(
-    owner: Principal, name: str, scopes: list[str] | None, expires_at: datetime | None
+    owner: Principal, name: str, scopes: Sequence[str] | None, expires_at: datetime | None
 ) -> tuple[ApiKey, str]:
     """A new key and its secret, which is shown this once and never stored."""
     allowed = scopes_for(owner.role)
