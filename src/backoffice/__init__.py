@@ -25,6 +25,7 @@ from backoffice.items import routes as items
 from backoffice.json_provider import NoSessions, OrjsonProvider
 from backoffice.observability import configure_logging, init_request_logging
 from backoffice.openapi import init_openapi
+from backoffice.todos import routes as todos
 from backoffice.users import routes as users
 
 #: Alembic revisions, checked in at the repository root beside src/.
@@ -82,6 +83,7 @@ def _register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(health.readiness_bp, url_prefix=prefix)
     app.register_blueprint(users.bp, url_prefix=prefix)
     app.register_blueprint(items.bp, url_prefix=prefix)
+    app.register_blueprint(todos.bp, url_prefix=prefix)
     # Last: APIFlask warns about a duplicate security scheme when a bearer-only view is
     # seen before the first view that accepts bearer or API key (MultiAuth).
     app.register_blueprint(auth.bp, url_prefix=prefix)

@@ -36,19 +36,28 @@ class StrictUUIDConverter(BaseConverter):
         return str(value)
 
 
-def _declares_json_body() -> bool:
+def _declared_body_types() -> list[str]:
+    """The media types the view's `@bp.input` declares for its body ([] when it has none)."""
     view = current_app.view_functions.get(request.endpoint or "")
     view_class = getattr(view, "view_class", None)
     if view_class is not None:
         view = getattr(view_class, request.method.lower(), None)
     spec = getattr(view, "_spec", None) or {}
-    return spec.get("body") is not None and spec.get("content_type") == "application/json"
+    if spec.get("body") is None:
+        return []
+    declared = spec.get("content_type") or []
+    return [declared] if isinstance(declared, str) else list(declared)
 
 
 def require_json_object() -> None:
     """Before a view with a JSON body runs, make sure there is one."""
-    if request.method not in {"POST", "PUT", "PATCH"} or not _declares_json_body():
+    if request.method not in {"POST", "PUT", "PATCH"}:
         return
+    accepted = _declared_body_types()
+    if "application/json" not in accepted:
+        return
+    if request.mimetype in accepted and not request.is_json:
+        return  # a form, where the view also takes one (OAuth2's token request)
     if not request.is_json:
         if not request.content_length and not request.content_type:
             raise BadRequest("This endpoint needs a JSON object as the request body.")

@@ -150,10 +150,22 @@ def handle_api_error(error: APIError) -> Response:
     )
 
 
-def handle_validation_error(error: HTTPError) -> Response:
+#: What a caller can do about an authentication (401) or authorization (403) failure.
+AUTH_DETAILS = {
+    401: "Send a valid access token (Authorization: Bearer <token>) or API key (X-API-Key).",
+    403: "You are authenticated but not allowed to do this.",
+}
+
+
+def handle_apiflask_error(error: HTTPError) -> Response:
+    """Errors APIFlask raises itself: schema validation, and 401/403 from the auth layer."""
     if not isinstance(error, _ValidationError):
+        slug = {401: "unauthorized", 403: "forbidden"}.get(error.status_code)
         return problem(
-            error.status_code, detail=str(error.message), headers=dict(Headers(error.headers))
+            error.status_code,
+            slug=slug,
+            detail=AUTH_DETAILS.get(error.status_code, str(error.message)),
+            headers=dict(Headers(error.headers)),
         )
     malformed, errors = _flatten(error.detail)
     if malformed:
@@ -190,6 +202,8 @@ def handle_unexpected(error: Exception) -> Response:
 
 def register_error_handlers(app: APIFlask) -> None:
     app.register_error_handler(APIError, handle_api_error)
-    app.register_error_handler(HTTPError, handle_validation_error)
+    app.register_error_handler(HTTPError, handle_apiflask_error)
+    # Flask-HTTPAuth's 401/403 reach APIFlask's error callback, not Flask's handlers.
+    app.error_callback = handle_apiflask_error
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

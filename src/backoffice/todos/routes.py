@@ -1,0 +1,95 @@
+"""Todos as class-based resources: one `MethodView` for the collection, one for a todo.
+
+The caller's id comes from the credentials and goes to every service call, so each
+person works on their own list only. Auth is declared once per class (`decorators`);
+APIFlask copies it into every method's OpenAPI operation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from apiflask import APIBlueprint
+from apiflask.views import MethodView
+from flask import Response, request, url_for
+
+from backoffice.auth.guards import authenticated, current_principal
+from backoffice.conventions import etag_header, no_content, not_modified
+from backoffice.idempotency import idempotent
+from backoffice.openapi import PRECONDITION_RESPONSES, problem_responses
+from backoffice.pagination import link_header
+from backoffice.todos import service
+from backoffice.todos.schemas import TodoIn, TodoList, TodoOut, TodoPatch, TodoQuery, TodoReplace
+
+bp = APIBlueprint("todos", __name__, tag="Todos")
+
+
+class TodoCollection(MethodView):
+    """`{prefix}/todos`: the caller's todos."""
+
+    decorators = [bp.auth_required(authenticated, roles=["todos"])]
+
+    @bp.input(TodoQuery, location="query", arg_name="query")
+    @bp.output(TodoList)
+    @bp.doc(responses=problem_responses(400, 401, 403))
+    def get(self, query: TodoQuery) -> Any:
+        """List your todos, newest first"""
+        owner = current_principal().user_id
+        page = service.list_todos(owner, query.limit, query.cursor, query.done)
+        return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
+
+    @idempotent
+    @bp.input(TodoIn, arg_name="todo")
+    @bp.output(TodoOut, status_code=201)
+    @bp.doc(responses=problem_responses(400, 401, 403, 409, 413, 415, 422))
+    def post(self, todo: TodoIn) -> Any:
+        """Create a todo"""
+        created = service.create_todo(current_principal().user_id, **todo.model_dump())
+        headers = {
+            "Location": url_for(".todo", todo_id=created.id),
+            **etag_header(service.etag(created)),
+        }
+        return created, 201, headers
+
+
+class TodoResource(MethodView):
+    """`{prefix}/todos/<id>`: one of the caller's todos (anyone else's is 404)."""
+
+    decorators = [bp.auth_required(authenticated, roles=["todos"])]
+
+    @bp.output(TodoOut)
+    @bp.doc(responses=problem_responses(400, 401, 403, 404, status_304=True))
+    def get(self, todo_id: uuid.UUID) -> Any:
+        """Get one of your todos"""
+        todo = service.get_todo(current_principal().user_id, todo_id)
+        etag = service.etag(todo)
+        return not_modified(etag) or (todo, 200, etag_header(etag))
+
+    @bp.input(TodoReplace, arg_name="replacement")
+    @bp.output(TodoOut)
+    @bp.doc(responses=PRECONDITION_RESPONSES)
+    def put(self, todo_id: uuid.UUID, replacement: TodoReplace) -> Any:
+        """Replace a todo (every writable field is required)"""
+        owner = current_principal().user_id
+        todo = service.update_todo(owner, todo_id, replacement.model_dump(), request.if_match)
+        return todo, 200, etag_header(service.etag(todo))
+
+    @bp.input(TodoPatch, arg_name="patch")
+    @bp.output(TodoOut)
+    @bp.doc(responses=PRECONDITION_RESPONSES)
+    def patch(self, todo_id: uuid.UUID, patch: TodoPatch) -> Any:
+        """Change some fields of a todo"""
+        owner = current_principal().user_id
+        todo = service.update_todo(owner, todo_id, patch.changes(), request.if_match)
+        return todo, 200, etag_header(service.etag(todo))
+
+    @bp.doc(responses={204: "Deleted", **problem_responses(400, 401, 403, 404, 409, 412)})
+    def delete(self, todo_id: uuid.UUID) -> Response:
+        """Delete a todo"""
+        service.delete_todo(current_principal().user_id, todo_id, request.if_match)
+        return no_content()
+
+
+bp.add_url_rule("/todos", view_func=TodoCollection.as_view("todos"))
+bp.add_url_rule("/todos/<uuid:todo_id>", view_func=TodoResource.as_view("todo"))

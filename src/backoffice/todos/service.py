@@ -1,0 +1,105 @@
+"""Todo rules: plain values in, plain values (or APIError) out.
+
+Every function takes the owner's id: a todo is only ever found through its owner, so
+another person's todo is simply not there (404), for admins too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, bindparam, insert, select
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.datastructures import ETags
+
+from backoffice.conventions import check_if_match, etag_for
+from backoffice.errors import Conflict, NotFound, PreconditionFailed
+from backoffice.extensions import db
+from backoffice.pagination import Page, paginate
+from backoffice.readonly import read_row
+from backoffice.todos.models import Todo
+
+#: The table behind `Todo`, for the Core statements of the reads and the create.
+TODOS = cast(Table, Todo.__table__)
+#: What a read returns: the columns a response shows, plus `version` for the ETag.
+TODO_COLUMNS = select(
+    TODOS.c.id,
+    TODOS.c.task,
+    TODOS.c.done,
+    TODOS.c.version,
+    TODOS.c.created_at,
+    TODOS.c.updated_at,
+)
+TODO_BY_OWNER_AND_ID = TODO_COLUMNS.where(
+    TODOS.c.id == bindparam("todo_id"), TODOS.c.user_id == bindparam("user_id")
+)
+
+
+def etag(todo: Todo | Row[Any]) -> str:
+    return etag_for(todo.id, todo.version)
+
+
+def get_todo(user_id: uuid.UUID, todo_id: uuid.UUID) -> Row[Any]:
+    row = read_row(TODO_BY_OWNER_AND_ID, {"todo_id": todo_id, "user_id": user_id})
+    if row is None:
+        raise NotFound("todo", todo_id)
+    return row
+
+
+def list_todos(
+    user_id: uuid.UUID, limit: int, cursor: str | None, done: bool | None = None
+) -> Page[Row[Any]]:
+    query = TODO_COLUMNS.where(TODOS.c.user_id == user_id)
+    if done is not None:
+        query = query.where(TODOS.c.done == done)
+    return paginate("todos", query, Todo.id, limit, cursor)
+
+
+def create_todo(user_id: uuid.UUID, task: str, done: bool = False) -> Row[Any]:
+    row = db.session.execute(
+        insert(TODOS)
+        .values(user_id=user_id, task=task, done=done)
+        .returning(*TODO_COLUMNS.selected_columns)
+    ).one()
+    db.session.commit()
+    return row
+
+
+def _load(user_id: uuid.UUID, todo_id: uuid.UUID) -> Todo:
+    todo = db.session.get(Todo, todo_id)
+    if todo is None or todo.user_id != user_id:
+        raise NotFound("todo", todo_id)
+    return todo
+
+
+def update_todo(
+    user_id: uuid.UUID, todo_id: uuid.UUID, changes: dict[str, Any], if_match: ETags
+) -> Todo:
+    """Apply `changes` if the client's `If-Match` (when sent) still names this version."""
+    todo = _load(user_id, todo_id)
+    check_if_match(if_match, etag(todo))
+    for field, value in changes.items():
+        setattr(todo, field, value)
+    _commit_guarded(if_match)
+    return todo
+
+
+def delete_todo(user_id: uuid.UUID, todo_id: uuid.UUID, if_match: ETags) -> None:
+    todo = _load(user_id, todo_id)
+    check_if_match(if_match, etag(todo))
+    db.session.delete(todo)
+    _commit_guarded(if_match)
+
+
+def _commit_guarded(if_match: ETags) -> None:
+    """Commit; a concurrent writer that got there first makes the versioned write miss."""
+    try:
+        db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+        if if_match:
+            raise PreconditionFailed(
+                "The todo changed while this request was being applied: GET it again."
+            ) from None
+        raise Conflict("The todo was changed by another request at the same time; retry.") from None

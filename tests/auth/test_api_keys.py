@@ -1,0 +1,143 @@
+"""API keys for machine clients: shown once, stored as hashes, scoped, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from backoffice.auth.models import ApiKey
+from backoffice.extensions import db
+from tests.items.test_routes import assert_problem
+
+
+def key_headers(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+def new_key(client, **body) -> dict:
+    response = client.post("/api/auth/api-keys", json={"name": "CI robot", **body})
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+def test_a_key_is_shown_once_and_stored_only_as_its_hash(client, member, in_db):
+    created = new_key(client)
+    assert created["key"].startswith(f"bo_{created['prefix']}_")
+    assert created["scopes"] == ["items", "todos", "users"]
+    assert created["last_used_at"] is None
+    row = in_db(lambda: db.session.get(ApiKey, uuid.UUID(created["id"])))
+    assert row.user_id == member.id
+    assert row.key_hash == hashlib.sha256(created["key"].encode()).hexdigest()
+    assert created["key"] not in repr(row.__dict__)
+    listed = client.get("/api/auth/api-keys").json["data"]
+    assert [entry["id"] for entry in listed] == [created["id"]]
+    assert "key" not in listed[0]
+
+
+def test_a_key_authenticates_as_its_owner_and_records_its_use(anonymous, client, member, in_db):
+    created = new_key(client)
+    response = anonymous.get("/api/users/me", headers=key_headers(created["key"]))
+    assert response.status_code == 200
+    assert response.json["id"] == str(member.id)
+    assert in_db(lambda: db.session.get(ApiKey, uuid.UUID(created["id"])).last_used_at) is not None
+
+
+def test_a_key_only_reaches_its_scopes(anonymous, client):
+    created = new_key(client, scopes=["todos"])
+    assert_problem(anonymous.get("/api/items", headers=key_headers(created["key"])), 403)
+
+
+def test_a_member_cannot_grant_admin_but_an_admin_can(client, as_user, admin):
+    assert_problem(client.post("/api/auth/api-keys", json={"name": "x", "scopes": ["admin"]}), 403)
+    admin_client = as_user(admin)
+    created = admin_client.post("/api/auth/api-keys", json={"name": "ops", "scopes": ["admin"]})
+    assert created.status_code == 201
+    listed = admin_client.get(
+        "/api/users", headers={"Authorization": "", "X-API-Key": created.json["key"]}
+    )
+    assert listed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x", "scopes": []}, "scopes"),
+        ({"name": "x", "scopes": ["root"]}, "scopes.0"),
+        ({"name": "x", "expires_at": "2020-01-01T00:00:00+00:00"}, "expires_at"),
+        ({"name": "x", "expires_at": "2999-01-01T00:00:00"}, "expires_at"),
+        ({"name": "x", "key": "mine"}, "key"),
+    ],
+)
+def test_invalid_key_requests_are_422_and_create_nothing(client, in_db, body, field):
+    assert_problem(client.post("/api/auth/api-keys", json=body), 422, field)
+    assert in_db(lambda: db.session.scalars(select(ApiKey)).all()) == []
+
+
+def test_an_expired_key_is_401(anonymous, client, in_db):
+    created = new_key(client, expires_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())
+    assert anonymous.get("/api/users/me", headers=key_headers(created["key"])).status_code == 200
+
+    def expire() -> None:
+        db.session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == uuid.UUID(created["id"]))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        db.session.commit()
+
+    in_db(expire)
+    response = anonymous.get("/api/users/me", headers=key_headers(created["key"]))
+    assert_problem(response, 401)
+    assert "WWW-Authenticate" in response.headers
+
+
+def test_a_revoked_key_is_401(anonymous, client):
+    created = new_key(client)
+    assert client.delete(f"/api/auth/api-keys/{created['id']}").status_code == 204
+    assert_problem(anonymous.get("/api/users/me", headers=key_headers(created["key"])), 401)
+    assert client.get("/api/auth/api-keys").json["data"] == []
+    assert_problem(client.delete(f"/api/auth/api-keys/{created['id']}"), 404)
+
+
+def test_another_users_key_cannot_be_revoked_and_is_404(client, as_user, make_user, anonymous):
+    created = new_key(client)
+    other = as_user(make_user())
+    assert_problem(other.delete(f"/api/auth/api-keys/{created['id']}"), 404)
+    assert anonymous.get("/api/users/me", headers=key_headers(created["key"])).status_code == 200
+
+
+@pytest.mark.parametrize("mangle", ["secret", "prefix", "short", "foreign"])
+def test_a_wrong_key_is_401(anonymous, client, mangle):
+    key = new_key(client)["key"]
+    wrong = {
+        "secret": key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB"),
+        "prefix": "bo_00000000_" + key[12:],
+        "short": "bo_x",
+        "foreign": "sk_live_123",
+    }[mangle]
+    assert_problem(anonymous.get("/api/users/me", headers=key_headers(wrong)), 401)
+
+
+def test_keys_cannot_manage_keys(anonymous, client):
+    key = new_key(client)["key"]
+    response = anonymous.get("/api/auth/api-keys", headers=key_headers(key))
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_deactivating_the_owner_ends_their_keys(anonymous, client, member, as_user, admin):
+    key = new_key(client)["key"]
+    as_user(admin).patch(f"/api/users/{member.id}", json={"active": False})
+    assert_problem(anonymous.get("/api/users/me", headers=key_headers(key)), 401)
+
+
+def test_deleting_the_owner_deletes_their_keys(anonymous, client, member, in_db):
+    key = new_key(client)["key"]
+    assert client.delete(f"/api/users/{member.id}").status_code == 204
+    assert_problem(anonymous.get("/api/users/me", headers=key_headers(key)), 401)
+    assert in_db(lambda: db.session.scalars(select(ApiKey)).all()) == []

@@ -1,0 +1,232 @@
+"""Tokens: log in, refresh, log out (PRODUCT.md §2 Auth and users)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
+
+from backoffice import create_app
+from backoffice.extensions import db
+from backoffice.users.models import User
+from tests.auth import tokens
+from tests.conftest import PASSWORD, login, settings
+from tests.items.test_routes import assert_problem
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_login_returns_an_access_and_a_refresh_token(anonymous, member):
+    response = anonymous.post("/api/auth/token", json={"email": member.email, "password": PASSWORD})
+    assert response.status_code == 200
+    body = response.json
+    assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token"}
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 3600
+    claims = tokens.claims_of(body["access_token"])
+    assert claims["sub"] == str(member.id)
+    assert claims["role"] == "member"
+    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["jti"] and claims["type"] == "access"
+    assert tokens.claims_of(body["refresh_token"])["type"] == "refresh"
+
+
+def test_email_is_matched_case_insensitively(anonymous, member):
+    response = anonymous.post(
+        "/api/auth/token", json={"email": member.email.upper(), "password": PASSWORD}
+    )
+    assert response.status_code == 200
+
+
+def test_login_accepts_the_oauth2_password_form(anonymous, member):
+    response = anonymous.post(
+        "/api/auth/token",
+        data={"grant_type": "password", "username": member.email, "password": PASSWORD},
+    )
+    assert response.status_code == 200
+    assert response.json["token_type"] == "bearer"
+
+
+def test_login_without_fields_is_422_naming_them(anonymous):
+    assert_problem(anonymous.post("/api/auth/token", json={}), 422, "email", "password")
+
+
+def test_login_with_another_content_type_is_415(anonymous):
+    response = anonymous.post("/api/auth/token", data="x", content_type="text/plain")
+    assert_problem(response, 415)
+
+
+def test_wrong_password_and_unknown_email_answer_the_same(anonymous, member):
+    wrong = anonymous.post("/api/auth/token", json={"email": member.email, "password": "nope-nope"})
+    unknown = anonymous.post(
+        "/api/auth/token", json={"email": "nobody@example.com", "password": "nope-nope"}
+    )
+    for response in (wrong, unknown):
+        assert_problem(response, 401)
+    assert wrong.json["detail"] == unknown.json["detail"]
+    assert "WWW-Authenticate" not in wrong.headers or wrong.headers == unknown.headers
+
+
+def test_a_deactivated_user_cannot_log_in(anonymous, member, as_user, admin):
+    as_user(admin).patch(f"/api/users/{member.id}", json={"active": False})
+    response = anonymous.post("/api/auth/token", json={"email": member.email, "password": PASSWORD})
+    assert_problem(response, 401)
+
+
+def test_passwords_are_stored_as_argon2id_and_rehashed_when_parameters_change(
+    app, anonymous, member, in_db
+):
+    stored = in_db(lambda: db.session.get(User, member.id).password_hash)
+    assert stored.startswith("$argon2id$")
+    assert "t=1" in stored
+    app.config["PASSWORD_HASH_TIME_COST"] = 2
+    try:
+        login(anonymous, member)
+    finally:
+        app.config["PASSWORD_HASH_TIME_COST"] = 1
+    rehashed = in_db(lambda: db.session.get(User, member.id).password_hash)
+    assert rehashed.startswith("$argon2id$") and "t=2" in rehashed
+
+
+def test_refresh_issues_new_tokens_and_spends_the_refresh_token(anonymous, member):
+    first = login(anonymous, member)
+    response = anonymous.post("/api/auth/refresh", headers=bearer(first["refresh_token"]))
+    assert response.status_code == 200
+    assert response.json["access_token"] != first["access_token"]
+    assert (
+        anonymous.get("/api/users/me", headers=bearer(response.json["access_token"])).status_code
+        == 200
+    )
+    again = anonymous.post("/api/auth/refresh", headers=bearer(first["refresh_token"]))
+    assert_problem(again, 401)
+
+
+def test_an_access_token_is_not_a_refresh_token_and_vice_versa(anonymous, member):
+    pair = login(anonymous, member)
+    assert_problem(anonymous.post("/api/auth/refresh", headers=bearer(pair["access_token"])), 401)
+    assert_problem(anonymous.get("/api/users/me", headers=bearer(pair["refresh_token"])), 401)
+
+
+def test_logout_revokes_the_token_everywhere(anonymous, member):
+    pair = login(anonymous, member)
+    response = anonymous.post(
+        "/api/auth/logout",
+        headers=bearer(pair["access_token"]),
+        json={"refresh_token": pair["refresh_token"]},
+    )
+    assert response.status_code == 204
+    assert response.data == b""
+    for path in ("/api/users/me", "/api/items"):
+        revoked = anonymous.get(path, headers=bearer(pair["access_token"]))
+        assert_problem(revoked, 401)
+        assert revoked.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_problem(anonymous.post("/api/auth/refresh", headers=bearer(pair["refresh_token"])), 401)
+
+
+def test_logout_with_someone_elses_refresh_token_is_422_and_revokes_nothing(
+    anonymous, member, make_user
+):
+    mine, theirs = login(anonymous, member), login(anonymous, make_user())
+    response = anonymous.post(
+        "/api/auth/logout",
+        headers=bearer(mine["access_token"]),
+        json={"refresh_token": theirs["refresh_token"]},
+    )
+    assert_problem(response, 422, "refresh_token")
+    assert anonymous.get("/api/users/me", headers=bearer(mine["access_token"])).status_code == 200
+    assert (
+        anonymous.post("/api/auth/refresh", headers=bearer(theirs["refresh_token"])).status_code
+        == 200
+    )
+
+
+def test_a_revocation_holds_in_every_worker(app, database_url, anonymous, member):
+    """Two app instances on one database stand for two server processes."""
+    other_worker = create_app(settings(DATABASE_URL=database_url)).test_client()
+    pair = login(anonymous, member)
+    assert (
+        other_worker.get("/api/users/me", headers=bearer(pair["access_token"])).status_code == 200
+    )
+    anonymous.post("/api/auth/logout", headers=bearer(pair["access_token"]), json={})
+    assert_problem(other_worker.get("/api/users/me", headers=bearer(pair["access_token"])), 401)
+
+
+@pytest.mark.parametrize("kind", ["expired", "tampered", "unsigned", "other_secret", "garbage"])
+def test_bad_tokens_are_401_with_www_authenticate(app, anonymous, member, kind):
+    good = login(anonymous, member)["access_token"]
+    token = {
+        "expired": lambda: tokens.expired(app, member.id),
+        "tampered": lambda: tokens.tampered(good),
+        "unsigned": lambda: tokens.unsigned(good),
+        "other_secret": lambda: tokens.other_secret(app, member.id),
+        "garbage": lambda: "not.a.jwt",
+    }[kind]()
+    response = anonymous.get("/api/users/me", headers=bearer(token))
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="Authentication Required"'
+
+
+def test_a_password_change_ends_every_session(anonymous, member):
+    old = login(anonymous, member)
+    response = anonymous.patch(
+        f"/api/users/{member.id}",
+        headers=bearer(old["access_token"]),
+        json={"password": "a brand new secret"},
+    )
+    assert response.status_code == 200
+    assert_problem(anonymous.get("/api/users/me", headers=bearer(old["access_token"])), 401)
+    assert_problem(anonymous.post("/api/auth/refresh", headers=bearer(old["refresh_token"])), 401)
+    fresh = anonymous.post(
+        "/api/auth/token", json={"email": member.email, "password": "a brand new secret"}
+    )
+    assert fresh.status_code == 200
+
+
+def test_no_log_line_and_no_answer_carries_a_password_or_token(anonymous, make_user):
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        created = anonymous.post(
+            "/api/users",
+            json={
+                "name": "Log Watch",
+                "email": "watch@example.com",
+                "password": "s3cret-pass-word",
+            },
+        )
+        token = anonymous.post(
+            "/api/auth/token", json={"email": "watch@example.com", "password": "s3cret-pass-word"}
+        )
+        anonymous.post(
+            "/api/auth/token", json={"email": "watch@example.com", "password": "wrong-pass-word"}
+        )
+    assert created.status_code == 201 and token.status_code == 200
+    assert "s3cret" not in created.get_data(as_text=True)
+    assert "password" not in created.json
+    logged = repr(logs)
+    for secret in ("s3cret-pass-word", "wrong-pass-word", token.json["access_token"]):
+        assert secret not in logged
+
+
+REVOCATION_STORES = ["database", *(["redis"] if os.environ.get("TEST_REDIS_URL") else [])]
+
+
+@pytest.mark.parametrize("store", REVOCATION_STORES)
+def test_revocations_are_shared_through_the_configured_store(database_url, make_user, store):
+    """Two apps stand for two workers; with REDIS_URL the revocation lives in Redis."""
+    redis_url = os.environ["TEST_REDIS_URL"] if store == "redis" else ""
+    worker_a, worker_b = (
+        create_app(settings(DATABASE_URL=database_url, REDIS_URL=redis_url)).test_client()
+        for _ in range(2)
+    )
+    pair = login(worker_a, make_user())
+    worker_a.post("/api/auth/logout", headers=bearer(pair["access_token"]), json={})
+    assert_problem(worker_b.get("/api/users/me", headers=bearer(pair["access_token"])), 401)
+    if store == "redis":
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        key = f"backoffice:revoked:{tokens.claims_of(pair['access_token'])['jti']}"
+        assert 3500 <= client.ttl(key) <= 3601  # forgotten when the token would expire
