@@ -31,7 +31,8 @@ def test_login_returns_an_access_and_a_refresh_token(anonymous, member):
     assert claims["sub"] == str(member.id)
     assert claims["role"] == "member"
     assert claims["exp"] - claims["iat"] == 3600
-    assert claims["jti"] and claims["type"] == "access"
+    assert claims["jti"]
+    assert claims["type"] == "access"
     assert tokens.claims_of(body["refresh_token"])["type"] == "refresh"
 
 
@@ -89,7 +90,8 @@ def test_passwords_are_stored_as_argon2id_and_rehashed_when_parameters_change(
     finally:
         app.config["PASSWORD_HASH_TIME_COST"] = 1
     rehashed = in_db(lambda: db.session.get(User, member.id).password_hash)
-    assert rehashed.startswith("$argon2id$") and "t=2" in rehashed
+    assert rehashed.startswith("$argon2id$")
+    assert "t=2" in rehashed
 
 
 def test_refresh_issues_new_tokens_and_spends_the_refresh_token(anonymous, member):
@@ -202,7 +204,8 @@ def test_no_log_line_and_no_answer_carries_a_password_or_token(anonymous, make_u
         anonymous.post(
             "/api/auth/token", json={"email": "watch@example.com", "password": "wrong-pass-word"}
         )
-    assert created.status_code == 201 and token.status_code == 200
+    assert created.status_code == 201
+    assert token.status_code == 200
     assert "s3cret" not in created.get_data(as_text=True)
     assert "password" not in created.json
     logged = repr(logs)
