@@ -1,0 +1,158 @@
+"""Users (PRODUCT.md §2 Auth and users): sign-up, roles, self or admin."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from backoffice import create_app
+from backoffice.extensions import db
+from backoffice.users.models import User
+from tests.conftest import settings
+from tests.items.test_routes import assert_problem
+
+NEW = {"name": "Ada Lovelace", "email": "Ada@Example.com", "password": "engine-no-1"}
+
+
+def user_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(User)) or 0
+
+
+def test_sign_up_creates_a_member_and_hides_the_password(anonymous, in_db):
+    response = anonymous.post("/api/users", json=NEW)
+    assert response.status_code == 201
+    body = response.json
+    assert response.headers["Location"] == f"/api/users/{body['id']}"
+    assert body["email"] == "Ada@example.com"  # the domain is normalised, the name kept
+    assert body["role"] == "member"
+    assert body["active"] is True
+    assert set(body) == {"id", "name", "email", "role", "active", "created_at", "updated_at"}
+    stored = in_db(lambda: db.session.get(User, uuid.UUID(body["id"])))
+    assert stored.password_hash.startswith("$argon2id$")
+
+
+def test_a_duplicate_email_in_any_case_is_409(anonymous, in_db):
+    anonymous.post("/api/users", json=NEW)
+    again = anonymous.post("/api/users", json={**NEW, "email": "ADA@example.COM"})
+    assert_problem(again, 409)
+    assert in_db(user_count) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, {"name", "email", "password"}),
+        ({**NEW, "email": "not-an-email"}, {"email"}),
+        ({**NEW, "password": "short"}, {"password"}),
+        ({**NEW, "name": "  "}, {"name"}),
+        ({**NEW, "role": "admin"}, {"role"}),
+    ],
+)
+def test_invalid_sign_ups_are_422_and_store_nothing(anonymous, in_db, body, fields):
+    assert_problem(anonymous.post("/api/users", json=body), 422, *fields)
+    assert in_db(user_count) == 0
+
+
+def test_admin_only_registration(database_url, app, admin, as_user, in_db):
+    closed = create_app(settings(DATABASE_URL=database_url, REGISTRATION="admin"))
+    assert_problem(closed.test_client().post("/api/users", json=NEW), 403)
+    assert in_db(user_count) == 1  # only the admin
+    admin_client = closed.test_client()
+    admin_client.environ_base.update(as_user(admin).environ_base)
+    assert admin_client.post("/api/users", json=NEW).status_code == 201
+
+
+def test_me_is_the_caller(client, member):
+    body = client.get("/api/users/me").json
+    assert body["id"] == str(member.id)
+    assert body["email"] == member.email
+
+
+def test_a_member_sees_themselves_but_another_member_is_404(client, member, make_user):
+    other = make_user()
+    assert client.get(f"/api/users/{member.id}").status_code == 200
+    assert_problem(client.get(f"/api/users/{other.id}"), 404)
+    assert_problem(client.get(f"/api/users/{uuid.uuid4()}"), 404)
+
+
+def test_an_admin_lists_users_with_filters_and_pages(as_user, admin, make_user):
+    members = [make_user() for _ in range(3)]
+    admin_client = as_user(admin)
+    everyone = admin_client.get("/api/users?limit=2")
+    assert len(everyone.json["data"]) == 2
+    assert everyone.headers["Link"].endswith('rel="next"')
+    rest = admin_client.get(f"/api/users?limit=2&cursor={everyone.json['next_cursor']}").json
+    ids = {user["id"] for user in everyone.json["data"] + rest["data"]}
+    assert ids == {str(account.id) for account in [*members, admin]}
+    admins = admin_client.get("/api/users?role=admin").json["data"]
+    assert [user["id"] for user in admins] == [str(admin.id)]
+    admin_client.patch(f"/api/users/{members[0].id}", json={"active": False})
+    inactive = admin_client.get("/api/users?active=false").json["data"]
+    assert [user["id"] for user in inactive] == [str(members[0].id)]
+    assert "password_hash" not in repr(everyone.json)
+
+
+@pytest.mark.parametrize("query", ["role=owner", "active=maybe", "limit=0"])
+def test_bad_user_filters_are_400(as_user, admin, query):
+    assert_problem(as_user(admin).get(f"/api/users?{query}"), 400)
+
+
+def test_a_member_may_not_list_users(client):
+    assert_problem(client.get("/api/users"), 403)
+
+
+def test_a_member_changes_their_own_name_but_not_their_role(client, member, in_db):
+    assert (
+        client.patch(f"/api/users/{member.id}", json={"name": "New Name"}).json["name"]
+        == "New Name"
+    )
+    assert_problem(client.patch(f"/api/users/{member.id}", json={"role": "admin"}), 403)
+    assert_problem(client.patch(f"/api/users/{member.id}", json={"active": False}), 403)
+    stored = in_db(lambda: db.session.get(User, member.id))
+    assert (stored.role, stored.active) == ("member", True)
+
+
+def test_an_admin_promotes_and_deactivates(as_user, admin, member, in_db):
+    admin_client = as_user(admin)
+    response = admin_client.patch(
+        f"/api/users/{member.id}", json={"role": "admin", "active": False}
+    )
+    assert response.status_code == 200
+    stored = in_db(lambda: db.session.get(User, member.id))
+    assert (stored.role, stored.active, stored.token_generation) == ("admin", False, 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, ""),
+        ({"name": None}, "name"),
+        ({"email": "x"}, "email"),
+        ({"password": "short"}, "password"),
+    ],
+)
+def test_invalid_patches_are_422(client, member, body, field):
+    assert_problem(client.patch(f"/api/users/{member.id}", json=body), 422, field)
+
+
+def test_taking_another_users_email_is_409(client, member, make_user, in_db):
+    other = make_user()
+    assert_problem(
+        client.patch(f"/api/users/{member.id}", json={"email": other.email.upper()}), 409
+    )
+    assert in_db(lambda: db.session.get(User, member.id).email) == member.email
+
+
+def test_deleting_yourself_ends_your_tokens(client, member, in_db):
+    response = client.delete(f"/api/users/{member.id}")
+    assert response.status_code == 204
+    assert in_db(lambda: db.session.get(User, member.id)) is None
+    assert_problem(client.get("/api/users/me"), 401)
+
+
+def test_a_member_cannot_delete_another_member(client, make_user, in_db):
+    other = make_user()
+    assert_problem(client.delete(f"/api/users/{other.id}"), 404)
+    assert in_db(lambda: db.session.get(User, other.id)) is not None
