@@ -19,15 +19,16 @@ class App:
 def backoffice(fixtures: Fixtures) -> App:
     """Reads first, the write last (after round 1, the first page shows written items)."""
     deep = f"/api/items?limit=25&cursor={fixtures.deep_cursor}"
+    auth = (f"Authorization: Bearer {fixtures.access_token}",)
     return App(
         "backoffice",
         "backoffice.wsgi:app",
         (
             Endpoint("health", "GET /health", "/health"),
-            Endpoint("item", "GET /api/items/<id>", f"/api/items/{fixtures.item_id}"),
-            Endpoint("list", "GET /api/items?limit=25", "/api/items?limit=25"),
-            Endpoint("deep", f"GET /api/items?limit=25 ({DEEP_ROWS:,} deep)", deep),
-            Endpoint("create", "POST /api/items", "/api/items", "post_item.lua"),
+            Endpoint("item", "GET /api/items/<id>", f"/api/items/{fixtures.item_id}", None, auth),
+            Endpoint("list", "GET /api/items?limit=25", "/api/items?limit=25", None, auth),
+            Endpoint("deep", f"GET /api/items?limit=25 ({DEEP_ROWS:,} deep)", deep, None, auth),
+            Endpoint("create", "POST /api/items", "/api/items", "post_item.lua", auth),
         ),
     )
 

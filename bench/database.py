@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -11,10 +12,12 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from backoffice import create_app
+from backoffice.auth import service as auth
 from backoffice.config import load_settings
 from backoffice.extensions import db
 from backoffice.items.models import Item
 from backoffice.pagination import encode_cursor
+from backoffice.users import service as users
 from bench import ROOT
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench"
@@ -30,6 +33,8 @@ class Fixtures:
     item_id: str
     deep_cursor: str
     postgres: dict[str, str]
+    #: A member's access token: the item endpoints are measured authenticated.
+    access_token: str
 
 
 def recreate(url: str) -> None:
@@ -85,6 +90,8 @@ def fixtures(env: Mapping[str, str]) -> Fixtures:
             setting: str(db.session.scalar(text(f"SHOW {setting}")))
             for setting in ("server_version", "synchronous_commit", "shared_buffers")
         }
-        found = Fixtures(str(deep_id), encode_cursor("items", deep_id), postgres)
+        member = users.create_user("Bench", "bench@example.com", secrets.token_urlsafe(16))
+        token = auth.issue_tokens(member)["access_token"]
+        found = Fixtures(str(deep_id), encode_cursor("items", deep_id), postgres, token)
         db.engine.dispose()
     return found

@@ -24,6 +24,8 @@ class Endpoint:
     path: str
     #: A wrk Lua script in bench/ (method, body, headers), or None for a plain GET.
     script: str | None = None
+    #: Extra request headers ("Name: value"), e.g. the caller's Authorization.
+    headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def wrk(url: str, endpoint: Endpoint, seconds: int) -> Result:
         f"--timeout={REQUEST_TIMEOUT}",
         "--latency",
         *script,
+        *(option for header in endpoint.headers for option in ("-H", header)),
         url + endpoint.path,
     ]
     done = subprocess.run(  # noqa: S603
