@@ -22,4 +22,4 @@ ENV PATH="/app/.venv/bin:$PATH" APP_ENV=production HOST=0.0.0.0 PORT=5000 \
 USER backoffice
 EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=2)"
-CMD ["sh", "-c", "flask db upgrade && exec deploy/serve"]
+CMD ["sh", "-c", "flask db upgrade && flask users bootstrap-admin && exec deploy/serve"]

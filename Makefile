@@ -11,6 +11,7 @@ export HOST PORT
 .PHONY: run dev test lint typecheck pytest bench install migrate clean
 
 run: install migrate ## Serve the API with the production server (Granian) on HOST:PORT
+	$(UV) run flask users bootstrap-admin
 	$(UV) run deploy/serve
 
 dev: install migrate ## Flask's reloading development server
