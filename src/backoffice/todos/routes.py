@@ -37,7 +37,11 @@ class TodoCollection(MethodView):
         """List your todos, newest first"""
         owner = current_principal().user_id
         page = service.list_todos(owner, query.limit, query.cursor, query.done)
-        return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
+        return (
+            {"data": page.data, "next_cursor": page.next_cursor},
+            200,
+            link_header(page.next_cursor),
+        )
 
     @idempotent
     @bp.input(TodoIn, arg_name="todo")
