@@ -69,6 +69,12 @@ CASES = [
     Case("GET", "/api/auth/api-keys", {**everyone(200), "api_key": 401}),
     Case("POST", "/api/auth/api-keys", {**everyone(201), "api_key": 401}, {"name": "k"}),
     Case("POST", "/api/auth/logout", {**everyone(204), "api_key": 401}, {}),
+    Case("GET", "/api/todos", everyone(200)),
+    Case("POST", "/api/todos", everyone(201), {"task": "Matrix"}),
+    # Todos are personal: not even an admin sees another person's.
+    Case("GET", "/api/todos/{todo}", {**owner_or_admin(200), "admin": 404}),
+    Case("PATCH", "/api/todos/{todo}", {**owner_or_admin(200), "admin": 404}, {"done": True}),
+    Case("DELETE", "/api/todos/{todo}", {**owner_or_admin(204), "admin": 404}),
     Case("GET", "/api/health", dict.fromkeys(CALLERS, 200)),
 ]
 
@@ -104,7 +110,8 @@ def callers(app, anonymous, make_user, client, member) -> dict[str, dict[str, st
 )
 def test_authorization(anonymous, client, member, callers, case, caller):
     item = client.post("/api/items", json={"name": "Target"}).json["id"]
-    path = case.path.format(item=item, owner=member.id)
+    todo = client.post("/api/todos", json={"task": "Target"}).json["id"]
+    path = case.path.format(item=item, todo=todo, owner=member.id)
     response = anonymous.open(path, method=case.method, json=case.body, headers=callers[caller])
     expected = case.expected[caller]
     if expected >= 400:
