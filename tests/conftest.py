@@ -78,8 +78,30 @@ def app(database_url: str) -> Iterator[APIFlask]:
     with app.app_context():
         flask_migrate.upgrade()
     yield app
+    _close(app)
+
+
+def _close(app: APIFlask) -> None:
+    """Close what an app holds open: its database pool and, if any, its Redis client."""
     with app.app_context():
         db.engine.dispose()
+    client = getattr(app.extensions.get("revocations"), "client", None)
+    if client is not None:
+        client.close()
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[..., APIFlask]]:
+    """Another app, as another worker process or another configuration would be."""
+    made: list[APIFlask] = []
+
+    def make(**overrides: str) -> APIFlask:
+        made.append(create_app(settings(**overrides)))
+        return made[-1]
+
+    yield make
+    for app in made:
+        _close(app)
 
 
 @pytest.fixture(autouse=True)

@@ -7,16 +7,14 @@ from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 from werkzeug.exceptions import TooManyRequests
 
-from backoffice import create_app
 from backoffice.errors import Conflict
-from tests.conftest import settings
 from tests.items.test_routes import assert_problem
 
 
 @pytest.fixture
-def faulty_app(tmp_path):
+def faulty_app(tmp_path, make_app):
     """An app with routes that fail on purpose: a bug, a rate limit, a domain conflict."""
-    app = create_app(settings(DATABASE_URL=f"sqlite:///{tmp_path / 'faulty.db'}"))
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'faulty.db'}")
 
     @app.get("/boom")
     def boom():

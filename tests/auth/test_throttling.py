@@ -11,8 +11,7 @@ import uuid
 
 import pytest
 
-from backoffice import create_app
-from tests.conftest import PASSWORD, settings
+from tests.conftest import PASSWORD
 from tests.items.test_routes import assert_problem
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -20,14 +19,12 @@ STORAGES = ["memory://", *([TEST_REDIS_URL] if TEST_REDIS_URL else [])]
 
 
 @pytest.fixture(params=STORAGES, ids=lambda uri: uri.split(":")[0])
-def throttled(request, database_url, app):
+def throttled(request, database_url, make_app):
     """An app counting failures in the given storage, with its own key prefix."""
-    limited = create_app(
-        settings(
-            DATABASE_URL=database_url,
-            RATELIMIT_STORAGE_URI=request.param,
-            LOGIN_RATE_LIMIT="5 per 2 seconds",
-        )
+    limited = make_app(
+        DATABASE_URL=database_url,
+        RATELIMIT_STORAGE_URI=request.param,
+        LOGIN_RATE_LIMIT="5 per 2 seconds",
     )
     limited.config["RATELIMIT_KEY_PREFIX"] = uuid.uuid4().hex
     return limited

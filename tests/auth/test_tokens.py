@@ -8,11 +8,10 @@ import pytest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from backoffice import create_app
 from backoffice.extensions import db
 from backoffice.users.models import User
 from tests.auth import tokens
-from tests.conftest import PASSWORD, login, settings
+from tests.conftest import PASSWORD, login
 from tests.items.test_routes import assert_problem
 
 
@@ -146,9 +145,9 @@ def test_logout_with_someone_elses_refresh_token_is_422_and_revokes_nothing(
     )
 
 
-def test_a_revocation_holds_in_every_worker(app, database_url, anonymous, member):
+def test_a_revocation_holds_in_every_worker(make_app, database_url, anonymous, member):
     """Two app instances on one database stand for two server processes."""
-    other_worker = create_app(settings(DATABASE_URL=database_url)).test_client()
+    other_worker = make_app(DATABASE_URL=database_url).test_client()
     pair = login(anonymous, member)
     assert (
         other_worker.get("/api/users/me", headers=bearer(pair["access_token"])).status_code == 200
@@ -217,12 +216,13 @@ REVOCATION_STORES = ["database", *(["redis"] if os.environ.get("TEST_REDIS_URL")
 
 
 @pytest.mark.parametrize("store", REVOCATION_STORES)
-def test_revocations_are_shared_through_the_configured_store(database_url, make_user, store):
+def test_revocations_are_shared_through_the_configured_store(
+    database_url, make_app, make_user, store
+):
     """Two apps stand for two workers; with REDIS_URL the revocation lives in Redis."""
     redis_url = os.environ["TEST_REDIS_URL"] if store == "redis" else ""
     worker_a, worker_b = (
-        create_app(settings(DATABASE_URL=database_url, REDIS_URL=redis_url)).test_client()
-        for _ in range(2)
+        make_app(DATABASE_URL=database_url, REDIS_URL=redis_url).test_client() for _ in range(2)
     )
     pair = login(worker_a, make_user())
     worker_a.post("/api/auth/logout", headers=bearer(pair["access_token"]), json={})
@@ -230,6 +230,6 @@ def test_revocations_are_shared_through_the_configured_store(database_url, make_
     if store == "redis":
         import redis
 
-        client = redis.Redis.from_url(redis_url)
         key = f"backoffice:revoked:{tokens.claims_of(pair['access_token'])['jti']}"
-        assert 3500 <= client.ttl(key) <= 3601  # forgotten when the token would expire
+        with redis.Redis.from_url(redis_url) as client:
+            assert 3500 <= client.ttl(key) <= 3601  # forgotten when the token would expire

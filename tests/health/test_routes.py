@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 
-from backoffice import create_app
-from tests.conftest import settings
-
 
 def test_root_describes_the_service(client):
     response = client.get("/")
@@ -35,9 +32,9 @@ def test_readiness_checks_the_database(client):
     assert body["timestamp"].endswith("+00:00")
 
 
-def test_readiness_is_503_degraded_when_the_database_is_down():
+def test_readiness_is_503_degraded_when_the_database_is_down(make_app):
     # A real PostgreSQL URL on a port nothing listens on: the check fails for real.
-    app = create_app(settings(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/none"))
+    app = make_app(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/none")
     response = app.test_client().get("/api/health")
     assert response.status_code == 503
     assert response.json["status"] == "degraded"
@@ -75,8 +72,8 @@ def test_docs_page_uses_only_assets_the_app_serves(client):
             assert len(served.data) > 0
 
 
-def test_api_prefix_is_a_setting(tmp_path):
-    app = create_app(settings(API_PREFIX="/v1", DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}"))
+def test_api_prefix_is_a_setting(tmp_path, make_app):
+    app = make_app(API_PREFIX="/v1", DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}")
     rules = {rule.rule for rule in app.url_map.iter_rules()}
     assert "/v1/items" in rules
     assert "/api/items" not in rules

@@ -7,10 +7,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from backoffice import create_app
 from backoffice.extensions import db
 from backoffice.users.models import User
-from tests.conftest import settings
 from tests.items.test_routes import assert_problem
 
 NEW = {"name": "Ada Lovelace", "email": "Ada@Example.com", "password": "engine-no-1"}
@@ -55,8 +53,8 @@ def test_invalid_sign_ups_are_422_and_store_nothing(anonymous, in_db, body, fiel
     assert in_db(user_count) == 0
 
 
-def test_admin_only_registration(database_url, app, admin, as_user, in_db):
-    closed = create_app(settings(DATABASE_URL=database_url, REGISTRATION="admin"))
+def test_admin_only_registration(database_url, make_app, admin, as_user, in_db):
+    closed = make_app(DATABASE_URL=database_url, REGISTRATION="admin")
     assert_problem(closed.test_client().post("/api/users", json=NEW), 403)
     assert in_db(user_count) == 1  # only the admin
     admin_client = closed.test_client()
