@@ -13,12 +13,14 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, current_app, request
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import ETags
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 from werkzeug.http import quote_etag
 from werkzeug.routing import BaseConverter
 
-from backoffice.errors import BadRequest, PreconditionFailed, UnsupportedMediaType
+from backoffice.errors import BadRequest, Conflict, PreconditionFailed, UnsupportedMediaType
+from backoffice.extensions import db
 
 
 class StrictUUIDConverter(BaseConverter):
@@ -104,6 +106,25 @@ def check_if_match(if_match: ETags, etag: str) -> None:
             "The resource has changed since you read it: GET it again and resend with its "
             "current ETag."
         )
+
+
+def commit_versioned(resource: str, if_match: ETags) -> None:
+    """Commit a change to a versioned row (`version_id_col`).
+
+    A concurrent writer that committed first makes our versioned UPDATE or DELETE miss:
+    412 when the client sent If-Match (its version is gone), 409 otherwise.
+    """
+    try:
+        db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+        if if_match:
+            raise PreconditionFailed(
+                f"The {resource} changed while this request was being applied: GET it again."
+            ) from None
+        raise Conflict(
+            f"The {resource} was changed by another request at the same time; retry."
+        ) from None
 
 
 def init_conventions(app: Flask) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from jwt import PyJWTError
-from sqlalchemy import Row, Table, select, update
+from sqlalchemy import Row, Table, false, select, update
 
 from backoffice.auth.models import ApiKey
 from backoffice.auth.principal import Principal, scopes_for
@@ -69,12 +69,19 @@ def principal_from_token(token: str, kind: str = "access") -> Principal | None:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError:
         return None
+    store, jti = revocations(), str(claims["jti"])
+    revoked = store.revoked_clause(jti)
     user = read_row(
-        select(USERS.c.role, USERS.c.active, USERS.c.token_generation).where(USERS.c.id == user_id)
+        select(
+            USERS.c.role,
+            USERS.c.active,
+            USERS.c.token_generation,
+            (revoked if revoked is not None else false()).label("revoked"),
+        ).where(USERS.c.id == user_id)
     )
     if user is None or not user.active or user.token_generation != claims.get("gen"):
         return None
-    if revocations().is_revoked(claims["jti"]):
+    if user.revoked or (revoked is None and store.is_revoked(jti)):
         return None
     return Principal(user_id, user.role, scopes_for(user.role), "jwt", claims)
 

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, StrictInt, StrictStr
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backoffice.schemas import (
     InputModel,
     OutputModel,
+    PatchModel,
     Timestamp,
     multi_line,
     single_line,
@@ -39,28 +39,14 @@ class ItemReplace(InputModel):
     quantity: Quantity
 
 
-class ItemPatch(InputModel):
+class ItemPatch(PatchModel):
     """PATCH: only the fields sent change; at least one must be sent."""
+
+    not_nullable = frozenset({"name", "quantity"})
 
     name: Name | None = None
     description: Description | None = None
     quantity: Quantity | None = None
-
-    @field_validator("name", "quantity", mode="before")
-    @classmethod
-    def not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise PydanticCustomError("not_nullable", "may not be null")
-        return value
-
-    @model_validator(mode="after")
-    def not_empty(self) -> ItemPatch:
-        if not self.model_fields_set:
-            raise PydanticCustomError("empty_patch", "send at least one field to change")
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        return self.model_dump(include=self.model_fields_set)
 
 
 class ItemQuery(InputModel):

@@ -6,11 +6,10 @@ import uuid
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, insert, select
-from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import ETags
 
-from backoffice.conventions import check_if_match, etag_for
-from backoffice.errors import Conflict, NotFound, PreconditionFailed
+from backoffice.conventions import check_if_match, commit_versioned, etag_for
+from backoffice.errors import NotFound
 from backoffice.extensions import db
 from backoffice.items.models import Item
 from backoffice.pagination import Page, paginate
@@ -68,7 +67,7 @@ def update_item(item_id: uuid.UUID, changes: dict[str, Any], if_match: ETags) ->
     check_if_match(if_match, etag(item))
     for field, value in changes.items():
         setattr(item, field, value)
-    _commit_guarded(if_match)
+    commit_versioned("item", if_match)
     return item
 
 
@@ -76,17 +75,4 @@ def delete_item(item_id: uuid.UUID, if_match: ETags) -> None:
     item = _load(item_id)
     check_if_match(if_match, etag(item))
     db.session.delete(item)
-    _commit_guarded(if_match)
-
-
-def _commit_guarded(if_match: ETags) -> None:
-    """Commit; a concurrent writer that got there first makes the versioned write miss."""
-    try:
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        if if_match:
-            raise PreconditionFailed(
-                "The item changed while this request was being applied: GET it again."
-            ) from None
-        raise Conflict("The item was changed by another request at the same time; retry.") from None
+    commit_versioned("item", if_match)

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, StrictBool, StrictStr, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, StrictBool, StrictStr
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
-from backoffice.schemas import InputModel, OutputModel, Timestamp, multi_line, trimmed
+from backoffice.schemas import InputModel, OutputModel, PatchModel, Timestamp, multi_line, trimmed
 
 #: Free text: line breaks and tabs are fine, other control characters are not.
 Task = Annotated[StrictStr, trimmed(1, 500), multi_line]
@@ -27,27 +26,13 @@ class TodoReplace(InputModel):
     done: StrictBool
 
 
-class TodoPatch(InputModel):
+class TodoPatch(PatchModel):
     """PATCH: only the fields sent change; at least one must be sent."""
+
+    not_nullable = frozenset({"task", "done"})
 
     task: Task | None = None
     done: StrictBool | None = None
-
-    @field_validator("task", "done", mode="before")
-    @classmethod
-    def not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise PydanticCustomError("not_nullable", "may not be null")
-        return value
-
-    @model_validator(mode="after")
-    def not_empty(self) -> TodoPatch:
-        if not self.model_fields_set:
-            raise PydanticCustomError("empty_patch", "send at least one field to change")
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        return self.model_dump(include=self.model_fields_set)
 
 
 class TodoQuery(InputModel):

@@ -10,11 +10,10 @@ import uuid
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, insert, select
-from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.datastructures import ETags
 
-from backoffice.conventions import check_if_match, etag_for
-from backoffice.errors import Conflict, NotFound, PreconditionFailed
+from backoffice.conventions import check_if_match, commit_versioned, etag_for
+from backoffice.errors import NotFound
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
 from backoffice.readonly import read_row
@@ -81,7 +80,7 @@ def update_todo(
     check_if_match(if_match, etag(todo))
     for field, value in changes.items():
         setattr(todo, field, value)
-    _commit_guarded(if_match)
+    commit_versioned("todo", if_match)
     return todo
 
 
@@ -89,17 +88,4 @@ def delete_todo(user_id: uuid.UUID, todo_id: uuid.UUID, if_match: ETags) -> None
     todo = _load(user_id, todo_id)
     check_if_match(if_match, etag(todo))
     db.session.delete(todo)
-    _commit_guarded(if_match)
-
-
-def _commit_guarded(if_match: ETags) -> None:
-    """Commit; a concurrent writer that got there first makes the versioned write miss."""
-    try:
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        if if_match:
-            raise PreconditionFailed(
-                "The todo changed while this request was being applied: GET it again."
-            ) from None
-        raise Conflict("The todo was changed by another request at the same time; retry.") from None
+    commit_versioned("todo", if_match)

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import EmailStr, Field, StrictBool, StrictStr, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import EmailStr, Field, StrictBool, StrictStr
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
-from backoffice.schemas import InputModel, OutputModel, Timestamp, single_line, trimmed
+from backoffice.schemas import InputModel, OutputModel, PatchModel, Timestamp, single_line, trimmed
 from backoffice.users.models import Role
 
 Name = Annotated[StrictStr, trimmed(1, 200), single_line]
@@ -22,30 +21,16 @@ class UserIn(InputModel):
     password: Password
 
 
-class UserPatch(InputModel):
+class UserPatch(PatchModel):
     """Only the fields sent change. `role` and `active` are for admins only."""
+
+    not_nullable = frozenset({"name", "email", "password", "role", "active"})
 
     name: Name | None = None
     email: Email | None = None
     password: Password | None = None
     role: Role | None = None
     active: StrictBool | None = None
-
-    @field_validator("name", "email", "password", "role", "active", mode="before")
-    @classmethod
-    def not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise PydanticCustomError("not_nullable", "may not be null")
-        return value
-
-    @model_validator(mode="after")
-    def not_empty(self) -> UserPatch:
-        if not self.model_fields_set:
-            raise PydanticCustomError("empty_patch", "send at least one field to change")
-        return self
-
-    def changes(self) -> dict[str, Any]:
-        return self.model_dump(include=self.model_fields_set)
 
 
 class UserQuery(InputModel):
