@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
 
 from backoffice.auth.models import ApiKey
 from backoffice.extensions import db
@@ -141,3 +143,11 @@ def test_deleting_the_owner_deletes_their_keys(anonymous, client, member, in_db)
     assert client.delete(f"/api/users/{member.id}").status_code == 204
     assert_problem(anonymous.get("/api/users/me", headers=key_headers(key)), 401)
     assert in_db(lambda: db.session.scalars(select(ApiKey)).all()) == []
+
+
+def test_a_key_never_reaches_a_log_line(anonymous, client):
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        key = new_key(client)["key"]
+        anonymous.get("/api/users/me", headers=key_headers(key))
+        anonymous.get("/api/users/me", headers=key_headers(key + "x"))
+    assert key not in repr(logs)

@@ -58,6 +58,26 @@ def test_openapi_document_is_3_1_and_describes_items(client):
     assert spec["components"]["schemas"]["ItemIn"]["additionalProperties"] is False
 
 
+def test_openapi_document_describes_who_may_call_what(client):
+    spec = client.get("/openapi.json").json
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["BearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["BearerAuth"]["description"],
+    }
+    assert schemes["ApiKeyAuth"]["in"] == "header"
+    assert schemes["ApiKeyAuth"]["name"] == "X-API-Key"
+    items = spec["paths"]["/api/items"]["get"]
+    assert items["security"] == [{"BearerAuth": ["items"]}, {"ApiKeyAuth": ["items"]}]
+    assert {"401", "403"} <= set(items["responses"])
+    users = spec["paths"]["/api/users"]["get"]
+    assert users["security"] == [{"BearerAuth": ["admin"]}, {"ApiKeyAuth": ["admin"]}]
+    keys = spec["paths"]["/api/auth/api-keys"]["get"]
+    assert keys["security"] == [{"BearerAuth": []}]
+    assert "security" not in spec["paths"]["/api/auth/token"]["post"]
+
+
 def test_docs_page_uses_only_assets_the_app_serves(client):
     page = client.get("/docs")
     assert page.status_code == 200

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import redis
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from backoffice.auth.models import RevokedToken
@@ -25,12 +25,18 @@ class Revocations(Protocol):
 
     def is_revoked(self, jti: str) -> bool: ...
 
-    def revoked_clause(self, jti: str) -> ColumnElement[bool] | None:
-        """An SQL test to fold into the caller's own query (saving a round trip), if the
-        store is the database; None when it must be asked with `is_revoked`."""
+    #: True when revocations live in the database, so a caller may fold the check into
+    #: its own query (`REVOKED`, with a `jti` parameter) and save a round trip.
+    in_database: bool
+
+
+#: Whether the token `:jti` is revoked, as an SQL expression.
+REVOKED = exists().where(RevokedToken.jti == bindparam("jti"))
 
 
 class DatabaseRevocations:
+    in_database = True
+
     def revoke(self, jti: str, expires_at: datetime) -> None:
         db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
         db.session.add(RevokedToken(jti=jti, expires_at=expires_at))
@@ -40,14 +46,13 @@ class DatabaseRevocations:
             db.session.rollback()
 
     def is_revoked(self, jti: str) -> bool:
-        row = read_row(select(self.revoked_clause(jti)))
+        row = read_row(select(REVOKED), {"jti": jti})
         return bool(row and row[0])
-
-    def revoked_clause(self, jti: str) -> ColumnElement[bool]:
-        return exists().where(RevokedToken.jti == jti)
 
 
 class RedisRevocations:
+    in_database = False
+
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
@@ -57,9 +62,6 @@ class RedisRevocations:
 
     def is_revoked(self, jti: str) -> bool:
         return bool(self.client.exists(f"backoffice:revoked:{jti}"))
-
-    def revoked_clause(self, jti: str) -> None:
-        return None
 
 
 def init_revocations(app: Flask) -> None:

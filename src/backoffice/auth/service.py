@@ -13,11 +13,11 @@ from typing import Any
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from jwt import PyJWTError
-from sqlalchemy import Row, Table, false, select, update
+from sqlalchemy import Row, Table, bindparam, select, update
 
 from backoffice.auth.models import ApiKey
 from backoffice.auth.principal import Principal, scopes_for
-from backoffice.auth.revocations import revocations
+from backoffice.auth.revocations import REVOKED, revocations
 from backoffice.database import utcnow
 from backoffice.errors import Forbidden, NotFound, ValidationFailed
 from backoffice.extensions import db
@@ -27,6 +27,11 @@ from backoffice.users.models import User
 
 USERS: Table = User.__table__  # type: ignore[assignment]
 API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
+#: What every authenticated request asks about its token's user, built once.
+TOKEN_STATE = select(USERS.c.role, USERS.c.active, USERS.c.token_generation).where(
+    USERS.c.id == bindparam("user_id")
+)
+TOKEN_STATE_AND_REVOCATION = TOKEN_STATE.add_columns(REVOKED.label("revoked"))
 KEY_PREFIX = "bo_"
 #: last_used_at is written at most this often per key, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -70,18 +75,12 @@ def principal_from_token(token: str, kind: str = "access") -> Principal | None:
     except ValueError:
         return None
     store, jti = revocations(), str(claims["jti"])
-    revoked = store.revoked_clause(jti)
-    user = read_row(
-        select(
-            USERS.c.role,
-            USERS.c.active,
-            USERS.c.token_generation,
-            (revoked if revoked is not None else false()).label("revoked"),
-        ).where(USERS.c.id == user_id)
-    )
+    query = TOKEN_STATE_AND_REVOCATION if store.in_database else TOKEN_STATE
+    user = read_row(query, {"user_id": user_id, "jti": jti})
     if user is None or not user.active or user.token_generation != claims.get("gen"):
         return None
-    if user.revoked or (revoked is None and store.is_revoked(jti)):
+    revoked = user.revoked if store.in_database else store.is_revoked(jti)
+    if revoked:
         return None
     return Principal(user_id, user.role, scopes_for(user.role), "jwt", claims)
 
