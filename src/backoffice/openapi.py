@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import flask_swagger_ui
 from apiflask import APIFlask
 from flask import Blueprint
 
+from backoffice.auth.principal import SCOPE_DESCRIPTIONS
 from backoffice.errors import PROBLEM_MIMETYPE
 from backoffice.schemas import OutputModel
 
@@ -51,14 +53,14 @@ def problem_responses(*statuses: int, status_304: bool = False) -> dict[int, str
     return responses
 
 
+OAUTH2_SCHEME = "OAuth2PasswordFlow"
+
 #: What a conditional write (PUT, PATCH) can answer besides its result.
 PRECONDITION_RESPONSES = problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 422)
 
 
-def _problem_media_type(spec: dict[str, Any] | str) -> dict[str, Any] | str:
+def _problem_media_type(spec: dict[str, Any]) -> None:
     """Errors are served as application/problem+json; say so in the document."""
-    if isinstance(spec, str):
-        return spec
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
             for _status, response in operation.get("responses", {}).items():
@@ -66,7 +68,35 @@ def _problem_media_type(spec: dict[str, Any] | str) -> dict[str, Any] | str:
                 schema = content.get("application/json", {}).get("schema", {})
                 if str(schema.get("$ref", "")).endswith("/HTTPError"):
                     content[PROBLEM_MIMETYPE] = content.pop("application/json")
-    return spec
+
+
+def _password_flow(spec: dict[str, Any], prefix: str) -> None:
+    """Offer OAuth2's password flow beside the bearer scheme, so the docs page's Authorize
+    button can log in with an email and password (POST {prefix}/auth/token takes the form).
+    """
+    schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[OAUTH2_SCHEME] = {
+        "type": "oauth2",
+        "description": "Log in with your email (as username) and password.",
+        "flows": {"password": {"tokenUrl": f"{prefix}/auth/token", "scopes": SCOPE_DESCRIPTIONS}},
+    }
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for requirement in list(operation.get("security", [])):
+                if "BearerAuth" in requirement:
+                    operation["security"].append({OAUTH2_SCHEME: requirement["BearerAuth"]})
+
+
+def _spec_processor(prefix: str) -> Callable[[dict[str, Any] | str], dict[str, Any] | str]:
+    """APIFlask keeps one spec processor: this one applies every adjustment above."""
+
+    def process(spec: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(spec, dict):
+            _problem_media_type(spec)
+            _password_flow(spec, prefix)
+        return spec
+
+    return process
 
 
 def init_openapi(app: APIFlask) -> None:
@@ -83,4 +113,4 @@ def init_openapi(app: APIFlask) -> None:
         AUTO_VALIDATION_ERROR_RESPONSE=False,
         INFO={"description": "Back-office REST API: inventory, orders, people, webhooks, jobs."},
     )
-    app.spec_processor(_problem_media_type)
+    app.spec_processor(_spec_processor(app.config["API_PREFIX"]))

@@ -48,7 +48,14 @@ def test_email_is_matched_case_insensitively(anonymous, member):
 def test_login_accepts_the_oauth2_password_form(anonymous, member):
     response = anonymous.post(
         "/api/auth/token",
-        data={"grant_type": "password", "username": member.email, "password": PASSWORD},
+        # What the docs page's Authorize button (Swagger UI's password flow) sends.
+        data={
+            "grant_type": "password",
+            "username": member.email,
+            "password": PASSWORD,
+            "scope": "items todos",
+            "client_id": "",
+        },
     )
     assert response.status_code == 200
     assert response.json["token_type"] == "bearer"

@@ -69,12 +69,19 @@ def test_openapi_document_describes_who_may_call_what(client):
     assert schemes["ApiKeyAuth"]["in"] == "header"
     assert schemes["ApiKeyAuth"]["name"] == "X-API-Key"
     items = spec["paths"]["/api/items"]["get"]
-    assert items["security"] == [{"BearerAuth": ["items"]}, {"ApiKeyAuth": ["items"]}]
+    assert items["security"] == [
+        {"BearerAuth": ["items"]},
+        {"ApiKeyAuth": ["items"]},
+        {"OAuth2PasswordFlow": ["items"]},
+    ]
+    flow = schemes["OAuth2PasswordFlow"]["flows"]["password"]
+    assert flow["tokenUrl"] == "/api/auth/token"
+    assert set(flow["scopes"]) == {"items", "todos", "users", "admin"}
     assert {"401", "403"} <= set(items["responses"])
     users = spec["paths"]["/api/users"]["get"]
-    assert users["security"] == [{"BearerAuth": ["admin"]}, {"ApiKeyAuth": ["admin"]}]
+    assert {"ApiKeyAuth": ["admin"]} in users["security"]
     keys = spec["paths"]["/api/auth/api-keys"]["get"]
-    assert keys["security"] == [{"BearerAuth": []}]
+    assert keys["security"] == [{"BearerAuth": []}, {"OAuth2PasswordFlow": []}]
     assert "security" not in spec["paths"]["/api/auth/token"]["post"]
 
 

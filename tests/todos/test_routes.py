@@ -587,7 +587,11 @@ def test_every_todo_operation_is_documented_with_its_security_and_schemas(anonym
     for operation in operations.values():
         assert operation["tags"] == ["Todos"]
         assert operation["summary"]
-        assert operation["security"] == [{"BearerAuth": ["todos"]}, {"ApiKeyAuth": ["todos"]}]
+        assert operation["security"] == [
+            {"BearerAuth": ["todos"]},
+            {"ApiKeyAuth": ["todos"]},
+            {"OAuth2PasswordFlow": ["todos"]},
+        ]
         assert "401" in operation["responses"]
 
     def body(name: str) -> str:

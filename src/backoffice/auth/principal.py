@@ -12,6 +12,12 @@ from backoffice.users.models import Role
 #: API key carries the scopes it was created with, never more than its owner's role.
 Scope = Literal["admin", "items", "todos", "users"]
 ALL_SCOPES: frozenset[str] = frozenset(get_args(Scope))
+SCOPE_DESCRIPTIONS: dict[str, str] = {
+    "items": "Read and write inventory items",
+    "todos": "Your own todos",
+    "users": "Your own user",
+    "admin": "Every user and every admin view (admins only)",
+}
 MEMBER_SCOPES = ALL_SCOPES - {"admin"}
 
 
