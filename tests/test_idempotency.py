@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import func, select
+from datetime import timedelta
 
+import pytest
+from sqlalchemy import func, select, update
+
+from backoffice.database import utcnow
 from backoffice.extensions import db
 from backoffice.idempotency import request_fingerprint, service
 from backoffice.idempotency.models import IdempotencyRecord
@@ -47,6 +50,23 @@ def test_a_retry_while_the_first_is_in_flight_is_409(app, client, member, in_db)
         )  # the first request
     assert_problem(post(client, {"name": "Slow"}, key="busy"), 409)
     assert in_db(lambda: count(Item)) == 0
+
+
+def test_a_claim_abandoned_by_a_dead_worker_is_taken_over(app, client, member, in_db):
+    with app.test_request_context("/api/items", method="POST", json={"name": "Orphan"}):
+        fingerprint = request_fingerprint()
+        assert service.claim(str(member.id), "orphan", fingerprint, ttl=3600) is None
+
+    def age_the_claim() -> None:
+        db.session.execute(
+            update(IdempotencyRecord).values(created_at=utcnow() - timedelta(minutes=5))
+        )
+        db.session.commit()
+
+    in_db(age_the_claim)
+    response = post(client, {"name": "Orphan"}, key="orphan")
+    assert response.status_code == 201
+    assert in_db(lambda: count(Item)) == 1
 
 
 def test_the_same_key_from_another_user_is_another_request(client, as_user, make_user, in_db):

@@ -31,6 +31,11 @@ class StoredResponse:
     body: bytes
 
 
+#: A claim still in flight after this long was abandoned (its worker died mid-request:
+#: the server and Nginx time requests out well before), so the key may be claimed again.
+ABANDONED_AFTER = timedelta(minutes=2)
+
+
 def claim(principal: str, key: str, fingerprint: str, ttl: int) -> StoredResponse | None:
     """Claim `key` for a new request, or return the answer a previous one stored."""
     now = utcnow()
@@ -38,7 +43,11 @@ def claim(principal: str, key: str, fingerprint: str, ttl: int) -> StoredRespons
         delete(IdempotencyRecord).where(
             IdempotencyRecord.principal == principal,
             IdempotencyRecord.key == key,
-            IdempotencyRecord.expires_at < now,
+            (IdempotencyRecord.expires_at < now)
+            | (
+                IdempotencyRecord.status_code.is_(None)
+                & (IdempotencyRecord.created_at < now - ABANDONED_AFTER)
+            ),
         )
     )
     record = IdempotencyRecord(
