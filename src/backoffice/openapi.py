@@ -111,6 +111,8 @@ def init_openapi(app: APIFlask) -> None:
         DOCS_FAVICON="/docs/assets/favicon-32x32.png",
         HTTP_ERROR_SCHEMA=problem_schema(),
         AUTO_VALIDATION_ERROR_RESPONSE=False,
-        INFO={"description": "Back-office REST API: inventory, people and roles, per-person todos."},
+        INFO={
+            "description": "Back-office REST API: inventory, people and roles, per-person todos."
+        },
     )
     app.spec_processor(_spec_processor(app.config["API_PREFIX"]))
