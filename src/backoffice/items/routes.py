@@ -33,7 +33,7 @@ def list_items(query: ItemQuery) -> Any:
 @idempotent
 @bp.input(ItemIn, arg_name="item")
 @bp.output(ItemOut, status_code=201)
-@bp.doc(responses=problem_responses(400, 401, 403, 409, 413, 415))
+@bp.doc(responses=problem_responses(400, 401, 403, 409, 413, 415, 422))
 def create_item(item: ItemIn) -> Any:
     """Create an item"""
     created = service.create_item(**item.model_dump())
