@@ -8,6 +8,8 @@ the run: it is never skipped.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,13 +74,100 @@ def database_url(
         yield from _postgres_database(worker_id)
 
 
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+#: Short enough that tests see a dead worker's job taken over within seconds.
+JOB_LEASE_SECONDS = "3"
+
+
 @pytest.fixture(scope="session")
-def app(database_url: str) -> Iterator[APIFlask]:
-    app = create_app(settings(DATABASE_URL=database_url))
+def queue_settings(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> dict[str, str]:
+    """The broker the app and its Celery worker share: SQLite beside SQLite, Redis beside
+    PostgreSQL (a Redis database of this test worker's own, so runs never mix)."""
+    if database_url.startswith("sqlite") or not TEST_REDIS_URL:
+        broker = f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.db'}"
+    else:
+        index = 1 + (int(worker_id[2:]) if worker_id.startswith("gw") else 14)
+        broker = str(make_url(TEST_REDIS_URL).set(database=str(index)))
+    return {
+        "CELERY_BROKER_URL": broker,
+        "JOB_LEASE_SECONDS": JOB_LEASE_SECONDS,
+        "RELAY_INTERVAL_SECONDS": "0.5",
+    }
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, queue_settings: dict[str, str]) -> Iterator[APIFlask]:
+    app = create_app(settings(DATABASE_URL=database_url, **queue_settings))
     with app.app_context():
         flask_migrate.upgrade()
     yield app
     _close(app)
+
+
+@pytest.fixture(scope="session")
+def start_worker(
+    app: APIFlask,
+    database_url: str,
+    queue_settings: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start real Celery workers (`celery -A backoffice.worker worker`) on the app's
+    database and broker; every one started is stopped at the end of the session."""
+    started: list[subprocess.Popen[bytes]] = []
+    logs = tmp_path_factory.mktemp("worker-logs")
+    env = {
+        **os.environ,
+        "APP_ENV": "testing",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": str(logs),
+        "LOG_LEVEL": "INFO",
+        **queue_settings,
+    }
+
+    def start(**overrides: str) -> subprocess.Popen[bytes]:
+        log = (logs / f"worker-{len(started)}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "backoffice.worker",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env={**env, **overrides},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        started.append(process)
+        log.close()  # the child has its own descriptor
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(start_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """One Celery worker for the session, for tests that need jobs to run."""
+    return start_worker()
 
 
 def _close(app: APIFlask) -> None:

@@ -22,9 +22,11 @@ from backoffice.extensions import db, jwt, limiter, migrate
 from backoffice.health import routes as health
 from backoffice.health.service import VERSION
 from backoffice.items import routes as items
+from backoffice.jobs import routes as jobs
 from backoffice.json_provider import NoSessions, OrjsonProvider
 from backoffice.observability import configure_logging, init_request_logging
 from backoffice.openapi import init_openapi
+from backoffice.queue import celery_init_app
 from backoffice.todos import routes as todos
 from backoffice.users import routes as users
 
@@ -77,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     init_openapi(app)
     register_error_handlers(app)
     _register_blueprints(app)
+    celery_init_app(app)
     register_commands(app)
     return app
 
@@ -88,6 +91,7 @@ def _register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(users.bp, url_prefix=prefix)
     app.register_blueprint(items.bp, url_prefix=prefix)
     app.register_blueprint(todos.bp, url_prefix=prefix)
+    app.register_blueprint(jobs.bp, url_prefix=prefix)
     # Last: APIFlask warns about a duplicate security scheme when a bearer-only view is
     # seen before the first view that accepts bearer or API key (MultiAuth).
     app.register_blueprint(auth.bp, url_prefix=prefix)

@@ -73,6 +73,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PASSWORD_HASH_TIME_COST": ("PASSWORD_HASH_TIME_COST", int),
     "PASSWORD_HASH_MEMORY_COST": ("PASSWORD_HASH_MEMORY_COST", int),
     "PASSWORD_HASH_PARALLELISM": ("PASSWORD_HASH_PARALLELISM", int),
+    "CELERY_BROKER_URL": ("CELERY_BROKER_URL", str),
+    "JOB_LEASE_SECONDS": ("JOB_LEASE_SECONDS", int),
+    "RELAY_INTERVAL_SECONDS": ("RELAY_INTERVAL_SECONDS", float),
 }
 
 
@@ -117,6 +120,14 @@ class Config:
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_COST = 64 * 1024
     PASSWORD_HASH_PARALLELISM = 4
+
+    # Background work (jobs/, the queue)
+    #: "" means the embedded broker: a SQLite file in instance/ (kombu's SQLAlchemy transport).
+    CELERY_BROKER_URL = ""
+    #: A running job not heard from for this long is taken to have lost its worker.
+    JOB_LEASE_SECONDS = 120
+    #: How often the worker's relay looks for accepted work that is not in the queue.
+    RELAY_INTERVAL_SECONDS = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def new_key(client, **body) -> dict:
 def test_a_key_is_shown_once_and_stored_only_as_its_hash(client, member, in_db):
     created = new_key(client)
     assert created["key"].startswith(f"bo_{created['prefix']}_")
-    assert created["scopes"] == ["items", "todos", "users"]
+    assert created["scopes"] == ["items", "jobs", "todos", "users"]
     assert created["last_used_at"] is None
     row = in_db(lambda: db.session.get(ApiKey, uuid.UUID(created["id"])))
     assert row.user_id == member.id

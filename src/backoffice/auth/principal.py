@@ -10,10 +10,11 @@ from backoffice.users.models import Role
 
 #: What a caller may be allowed to touch. A JWT carries every scope its role allows; an
 #: API key carries the scopes it was created with, never more than its owner's role.
-Scope = Literal["admin", "items", "todos", "users"]
+Scope = Literal["admin", "items", "jobs", "todos", "users"]
 ALL_SCOPES: frozenset[str] = frozenset(get_args(Scope))
 SCOPE_DESCRIPTIONS: dict[str, str] = {
     "items": "Read and write inventory items",
+    "jobs": "Start and follow your background jobs",
     "todos": "Your own todos",
     "users": "Your own user",
     "admin": "Every user and every admin view (admins only)",

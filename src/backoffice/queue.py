@@ -1,0 +1,55 @@
+"""Celery, wired the Flask way: every task runs inside an app context.
+
+The broker is the embedded SQLite file in instance/ by default (kombu's SQLAlchemy
+transport: durable, no service to run) and Redis or RabbitMQ when CELERY_BROKER_URL says
+so. Results are not kept by Celery: jobs store their own state in the database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+
+def broker_url(app: Flask) -> str:
+    url: str = app.config["CELERY_BROKER_URL"]
+    return url or f"sqla+sqlite:///{Path(app.instance_path) / 'broker.db'}"
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    lease = app.config["JOB_LEASE_SECONDS"]
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.conf.update(
+        broker_url=broker_url(app),
+        task_ignore_result=True,
+        # A task is acknowledged when it ends, not when it starts: a worker that dies
+        # mid-task leaves the message to be delivered again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="backoffice",
+        broker_connection_retry_on_startup=True,
+        # A request that enqueues must not hang on a broker that is down: the relay
+        # enqueues what could not be sent (see jobs.service.relay).
+        broker_connection_timeout=2,
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+        broker_transport_options={"visibility_timeout": lease}
+        if not broker_url(app).startswith("sqla+")
+        else {},
+        imports=["backoffice.jobs.tasks"],
+    )
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def celery_for(app: Flask) -> Celery:
+    celery_app: Celery = app.extensions["celery"]
+    return celery_app

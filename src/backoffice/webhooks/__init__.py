@@ -1,0 +1,1 @@
+"""The webhook gateway: partners' events, received durably and processed in the background."""
