@@ -10,9 +10,9 @@ export HOST PORT
 
 .PHONY: run dev test lint typecheck pytest bench install migrate clean
 
-run: install migrate ## Serve the API with the production server (Granian) on HOST:PORT
+run: install migrate ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run flask users bootstrap-admin
-	$(UV) run deploy/serve
+	$(UV) run honcho start
 
 dev: install migrate ## Flask's reloading development server
 	$(UV) run flask run --debug --host $(HOST) --port $(PORT)

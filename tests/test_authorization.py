@@ -75,6 +75,10 @@ CASES = [
     Case("GET", "/api/todos/{todo}", {**owner_or_admin(200), "admin": 404}),
     Case("PATCH", "/api/todos/{todo}", {**owner_or_admin(200), "admin": 404}, {"done": True}),
     Case("DELETE", "/api/todos/{todo}", {**owner_or_admin(204), "admin": 404}),
+    Case("GET", "/api/jobs", everyone(200)),
+    Case("POST", "/api/jobs", everyone(202), {"type": "text-analysis", "input": {"text": "x"}}),
+    Case("GET", "/api/jobs/{job}", owner_or_admin(200)),
+    Case("DELETE", "/api/jobs/{job}", owner_or_admin(204)),
     Case("GET", "/api/health", dict.fromkeys(CALLERS, 200)),
 ]
 
@@ -104,14 +108,25 @@ def callers(app, anonymous, make_user, client, member) -> dict[str, dict[str, st
     }
 
 
+@pytest.fixture
+def job(make_app, database_url, tmp_path, client) -> str:
+    """A queued job of the owner's, on a broker no worker reads (so it stays cancellable)."""
+    idle = make_app(
+        DATABASE_URL=database_url, CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'idle.db'}"
+    )
+    owner = idle.test_client()
+    owner.environ_base.update(client.environ_base)
+    return str(owner.post("/api/jobs", json={"type": "inventory-report"}).json["id"])
+
+
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize(
     "case", CASES, ids=lambda case: f"{case.method} {case.path} {case.body or ''}"
 )
-def test_authorization(anonymous, client, member, callers, case, caller):
+def test_authorization(anonymous, client, member, callers, job, case, caller):
     item = client.post("/api/items", json={"name": "Target"}).json["id"]
     todo = client.post("/api/todos", json={"task": "Target"}).json["id"]
-    path = case.path.format(item=item, todo=todo, owner=member.id)
+    path = case.path.format(item=item, todo=todo, job=job, owner=member.id)
     response = anonymous.open(path, method=case.method, json=case.body, headers=callers[caller])
     expected = case.expected[caller]
     if expected >= 400:

@@ -27,7 +27,7 @@ def test_readiness_checks_the_database(client):
     assert response.status_code == 200
     body = response.json
     assert body["status"] == "ok"
-    assert body["checks"] == {"database": "ok"}
+    assert body["checks"] == {"database": "ok", "queue": "ok"}
     assert body["version"] == "0.1.0"
     assert body["timestamp"].endswith("+00:00")
 
@@ -38,8 +38,16 @@ def test_readiness_is_503_degraded_when_the_database_is_down(make_app):
     response = app.test_client().get("/api/health")
     assert response.status_code == 503
     assert response.json["status"] == "degraded"
-    assert response.json["checks"] == {"database": "unavailable"}
+    assert response.json["checks"]["database"] == "unavailable"
     assert "127.0.0.1" not in response.get_data(as_text=True)
+
+
+def test_readiness_is_503_degraded_when_the_broker_is_down(make_app, database_url):
+    app = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    response = app.test_client().get("/api/health")
+    assert response.status_code == 503
+    assert response.json["status"] == "degraded"
+    assert response.json["checks"] == {"database": "ok", "queue": "unavailable"}
 
 
 def test_openapi_document_is_3_1_and_describes_items(client):
