@@ -29,6 +29,7 @@ from backoffice.openapi import init_openapi
 from backoffice.queue import celery_init_app
 from backoffice.todos import routes as todos
 from backoffice.users import routes as users
+from backoffice.webhooks import routes as webhooks
 
 #: Alembic revisions, checked in at the repository root beside src/.
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -92,6 +93,7 @@ def _register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(items.bp, url_prefix=prefix)
     app.register_blueprint(todos.bp, url_prefix=prefix)
     app.register_blueprint(jobs.bp, url_prefix=prefix)
+    app.register_blueprint(webhooks.bp, url_prefix=prefix)
     # Last: APIFlask warns about a duplicate security scheme when a bearer-only view is
     # seen before the first view that accepts bearer or API key (MultiAuth).
     app.register_blueprint(auth.bp, url_prefix=prefix)

@@ -7,6 +7,7 @@ here is listed, with its default, in the README's configuration table.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -43,6 +44,22 @@ def _registration(value: str) -> str:
     return value
 
 
+def _secrets(value: str) -> dict[str, str]:
+    try:
+        secrets = json.loads(value or "{}")
+    except ValueError:
+        raise ConfigError("WEBHOOK_SECRETS must be a JSON object {source: secret}") from None
+    if not isinstance(secrets, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in secrets.items()
+    ):
+        raise ConfigError("WEBHOOK_SECRETS must be a JSON object {source: secret}")
+    return secrets
+
+
+def _names(value: str) -> frozenset[str]:
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
 def normalize_database_url(url: str) -> str:
     """Point PostgreSQL URLs at psycopg 3, whatever spelling the platform hands us."""
     for scheme in ("postgres://", "postgresql://"):
@@ -74,6 +91,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PASSWORD_HASH_MEMORY_COST": ("PASSWORD_HASH_MEMORY_COST", int),
     "PASSWORD_HASH_PARALLELISM": ("PASSWORD_HASH_PARALLELISM", int),
     "CELERY_BROKER_URL": ("CELERY_BROKER_URL", str),
+    "WEBHOOK_SECRETS": ("WEBHOOK_SECRETS", _secrets),
+    "WEBHOOK_UNSIGNED_SOURCES": ("WEBHOOK_UNSIGNED_SOURCES", _names),
     "JOB_LEASE_SECONDS": ("JOB_LEASE_SECONDS", int),
     "RELAY_INTERVAL_SECONDS": ("RELAY_INTERVAL_SECONDS", float),
 }
@@ -129,6 +148,12 @@ class Config:
     #: How often the worker's relay looks for accepted work that is not in the queue.
     RELAY_INTERVAL_SECONDS = 5.0
 
+    # Webhook gateway (webhooks/)
+    #: {source: "whsec_..."}; a source listed here must sign every delivery.
+    WEBHOOK_SECRETS: dict[str, str] = {}
+    #: Sources allowed to deliver unsigned. Empty by default; development opens "default".
+    WEBHOOK_UNSIGNED_SOURCES: frozenset[str] = frozenset()
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
         """The profile's defaults, overridden by whatever `environ` sets, validated."""
@@ -149,6 +174,8 @@ class Config:
 class DevelopmentConfig(Config):
     APP_ENV = "development"
     LOG_JSON = False
+    #: So a plain curl to POST {prefix}/webhook works on a laptop.
+    WEBHOOK_UNSIGNED_SOURCES = frozenset({"default"})
 
 
 class TestingConfig(Config):

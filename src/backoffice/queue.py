@@ -44,7 +44,7 @@ def celery_init_app(app: Flask) -> Celery:
         broker_transport_options={"visibility_timeout": lease}
         if not broker_url(app).startswith("sqla+")
         else {},
-        imports=["backoffice.jobs.tasks"],
+        imports=["backoffice.jobs.tasks", "backoffice.webhooks.tasks"],
     )
     app.extensions["celery"] = celery_app
     return celery_app

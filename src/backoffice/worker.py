@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from backoffice import create_app
 from backoffice.jobs import service as jobs
 from backoffice.queue import celery_for
+from backoffice.webhooks import service as webhooks
 
 load_dotenv()
 flask_app = create_app()
@@ -31,12 +32,12 @@ def _relay_forever() -> None:
     while not _stopping.wait(interval):
         with flask_app.app_context():
             try:
-                sent = jobs.relay()
+                sent = jobs.relay() + webhooks.relay()
             except SQLAlchemyError as error:
                 log.warning("relay_failed", error=type(error).__name__)
                 continue
         if sent:
-            log.info("relay_sent", jobs=sent)
+            log.info("relay_sent", messages=sent)
 
 
 def _start_relay(**_: Any) -> None:

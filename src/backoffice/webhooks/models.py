@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backoffice.database import Base, ResourceMixin
+
+
+class EventStatus(StrEnum):
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class WebhookEvent(ResourceMixin, Base):
+    """A partner's delivery, stored before it is acknowledged. `(source, delivery_id)` is
+    unique: a redelivery, even a concurrent one, finds the first copy."""
+
+    __tablename__ = "webhook_events"
+
+    source: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    status: Mapped[str] = mapped_column(String(16), default=EventStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    enqueued_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_id"),
+        Index("ix_webhook_events_status_enqueued_at", "status", "enqueued_at"),
+    )
