@@ -7,6 +7,7 @@ expired, tampered, `alg: none`).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -79,6 +80,8 @@ CASES = [
     Case("POST", "/api/jobs", everyone(202), {"type": "text-analysis", "input": {"text": "x"}}),
     Case("GET", "/api/jobs/{job}", owner_or_admin(200)),
     Case("DELETE", "/api/jobs/{job}", owner_or_admin(204)),
+    Case("GET", "/api/webhooks/events", {**everyone(403), "admin": 200}),
+    Case("GET", "/api/webhooks/events/{missing}", {**everyone(403), "admin": 404}),
     Case("GET", "/api/health", dict.fromkeys(CALLERS, 200)),
 ]
 
@@ -126,7 +129,7 @@ def job(make_app, database_url, tmp_path, client) -> str:
 def test_authorization(anonymous, client, member, callers, job, case, caller):
     item = client.post("/api/items", json={"name": "Target"}).json["id"]
     todo = client.post("/api/todos", json={"task": "Target"}).json["id"]
-    path = case.path.format(item=item, todo=todo, job=job, owner=member.id)
+    path = case.path.format(item=item, todo=todo, job=job, owner=member.id, missing=uuid.uuid4())
     response = anonymous.open(path, method=case.method, json=case.body, headers=callers[caller])
     expected = case.expected[caller]
     if expected >= 400:
