@@ -7,6 +7,7 @@ rounds, so a machine that speeds up or slows down during the run shifts every ap
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from bench import database
+from bench import database, webhooks
 from bench.apps import FLASK, RAW, App, backoffice
 from bench.load import Result, warm_up, wrk, wrk_params
 from bench.report import Measurement, checks, machine, print_table, rows, write
@@ -50,6 +51,9 @@ def app_environment(url: str) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": url,
         "LOG_LEVEL": "INFO",
+        "WEBHOOK_SECRETS": json.dumps({webhooks.SOURCE: webhooks.SECRET}),
+        # Events are handed to a real broker after commit, as in production.
+        "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/15"),
     }
 
 
@@ -91,6 +95,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"Preparing {shown}: migrations, {database.SEED_ITEMS:,} items", flush=True)
     database.prepare(url, env)
     fixtures = database.fixtures(env)
+    LOGS.mkdir(exist_ok=True)
+    webhooks.prepare(LOGS)
     apps = (backoffice(fixtures), RAW, FLASK)
     with ExitStack() as stack:
         measured = measure_all(args, apps, serve_all(stack, args.server, apps, env))

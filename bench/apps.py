@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench import webhooks
 from bench.database import DEEP_ROWS, Fixtures
 from bench.load import Endpoint
 from bench.reference_flask import PREFILLED, prefilled_id
@@ -29,6 +30,12 @@ def backoffice(fixtures: Fixtures) -> App:
             Endpoint("list", "GET /api/items?limit=25", "/api/items?limit=25", None, auth),
             Endpoint("deep", f"GET /api/items?limit=25 ({DEEP_ROWS:,} deep)", deep, None, auth),
             Endpoint("create", "POST /api/items", "/api/items", "post_item.lua", auth),
+            Endpoint(
+                "webhook",
+                "POST /api/webhooks/bench (signed)",
+                f"/api/webhooks/{webhooks.SOURCE}",
+                "post_webhook.lua",
+            ),
         ),
     )
 
@@ -47,4 +54,4 @@ FLASK = App(
 )
 
 #: The Flask reference endpoint each Backoffice endpoint is compared to (default: same key).
-FLASK_MATCH = {"deep": "list"}
+FLASK_MATCH = {"deep": "list", "webhook": "create"}

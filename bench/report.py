@@ -83,6 +83,12 @@ def checks(measured: Sequence[Measurement]) -> list[dict[str, Any]]:
         _check("deep page p50 / first page p50", ours["deep"].p50 / ours["list"].p50, "<=", 1.5),
         _check("item read req/s / flask's", ours["item"].rps / flask["item"].rps, ">=", 0.4),
         _check("item write req/s / flask's", ours["create"].rps / flask["create"].rps, ">=", 0.3),
+        _check(
+            "webhook ingestion req/s / item write's",
+            ours["webhook"].rps / ours["create"].rps,
+            ">=",
+            0.5,
+        ),
     ]
 
 

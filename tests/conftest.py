@@ -88,7 +88,7 @@ def queue_settings(
     if database_url.startswith("sqlite") or not TEST_REDIS_URL:
         broker = f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.db'}"
     else:
-        index = 1 + (int(worker_id[2:]) if worker_id.startswith("gw") else 14)
+        index = 1 + (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
         broker = str(make_url(TEST_REDIS_URL).set(database=str(index)))
     return {
         "CELERY_BROKER_URL": broker,
