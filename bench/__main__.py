@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import redis
 from sqlalchemy.engine import make_url
 
 from bench import database, webhooks
@@ -29,6 +30,8 @@ from bench.report import Measurement, checks, machine, print_table, rows, write
 from bench.servers import SERVERS, running, settings
 
 LOGS = Path(tempfile.gettempdir()) / "backoffice-bench"
+#: A Redis database of the bench's own: emptied at the start of every run.
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -53,7 +56,7 @@ def app_environment(url: str) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "WEBHOOK_SECRETS": json.dumps({webhooks.SOURCE: webhooks.SECRET}),
         # Events are handed to a real broker after commit, as in production.
-        "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/15"),
+        "CELERY_BROKER_URL": BROKER_URL,
     }
 
 
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     shown = make_url(url).render_as_string(hide_password=True)
     print(f"Preparing {shown}: migrations, {database.SEED_ITEMS:,} items", flush=True)
     database.prepare(url, env)
+    with redis.Redis.from_url(BROKER_URL) as broker:
+        broker.flushdb()  # the previous run's messages, never consumed (no worker runs here)
     fixtures = database.fixtures(env)
     LOGS.mkdir(exist_ok=True)
     webhooks.prepare(LOGS)
