@@ -7,11 +7,20 @@ so. Results are not kept by Celery: jobs store their own state in the database.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
+import structlog
 from celery import Celery, Task
-from flask import Flask
+from flask import Flask, current_app
+from kombu.exceptions import KombuError
+from sqlalchemy import Table, update
+
+from backoffice.database import utcnow
+from backoffice.extensions import db
+
+log = structlog.get_logger(__name__)
 
 
 def broker_url(app: Flask) -> str:
@@ -53,3 +62,19 @@ def celery_init_app(app: Flask) -> Celery:
 def celery_for(app: Flask) -> Celery:
     celery_app: Celery = app.extensions["celery"]
     return celery_app
+
+
+def send(task_name: str, table: Table, row_id: uuid.UUID) -> bool:
+    """Send `task_name(row_id)` for a committed row and stamp the row's `enqueued_at`.
+
+    False, and nothing lost, when the broker is down: the row stays un-sent and the
+    worker's relay sends it later. (The outbox pattern, with the row as the outbox.)
+    """
+    try:
+        celery_for(current_app).send_task(task_name, args=[str(row_id)])
+    except (KombuError, OSError) as error:
+        log.warning("enqueue_failed", task=task_name, id=str(row_id), error=type(error).__name__)
+        return False
+    db.session.execute(update(table).where(table.c.id == row_id).values(enqueued_at=utcnow()))
+    db.session.commit()
+    return True

@@ -15,7 +15,6 @@ from typing import Any
 
 import structlog
 from flask import current_app
-from kombu.exceptions import KombuError
 from sqlalchemy import Row, Table, and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,7 +24,7 @@ from backoffice.extensions import db
 from backoffice.jobs.models import Job, JobStatus
 from backoffice.jobs.runners import RUNNERS
 from backoffice.pagination import Page, paginate
-from backoffice.queue import celery_for
+from backoffice.queue import send
 
 log = structlog.get_logger(__name__)
 
@@ -45,15 +44,7 @@ def create_job(user_id: uuid.UUID, job_type: str, job_input: dict[str, Any]) -> 
 
 
 def enqueue(job_id: uuid.UUID) -> bool:
-    """Send the job to the queue; False (and nothing lost) when the broker is down."""
-    try:
-        celery_for(current_app).send_task(TASK_NAME, args=[str(job_id)])
-    except (KombuError, OSError) as error:
-        log.warning("job_enqueue_failed", job_id=str(job_id), error=type(error).__name__)
-        return False
-    db.session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
-    db.session.commit()
-    return True
+    return send(TASK_NAME, JOBS, job_id)
 
 
 def visible_job(job_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> Job:

@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 import structlog
 from flask import current_app
-from kombu.exceptions import KombuError
 from sqlalchemy import Row, Table, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +24,7 @@ from backoffice.database import utcnow
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
-from backoffice.queue import celery_for
+from backoffice.queue import send
 from backoffice.webhooks.handlers import HANDLERS
 from backoffice.webhooks.models import EventStatus, WebhookEvent
 from backoffice.webhooks.signatures import HeaderItems, verify
@@ -100,16 +99,7 @@ def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[WebhookEven
 
 
 def enqueue(event_id: uuid.UUID) -> bool:
-    try:
-        celery_for(current_app).send_task(TASK_NAME, args=[str(event_id)])
-    except (KombuError, OSError) as error:
-        log.warning("webhook_enqueue_failed", event_id=str(event_id), error=type(error).__name__)
-        return False
-    db.session.execute(
-        update(WebhookEvent).where(WebhookEvent.id == event_id).values(enqueued_at=utcnow())
-    )
-    db.session.commit()
-    return True
+    return send(TASK_NAME, EVENTS, event_id)
 
 
 def list_events(
