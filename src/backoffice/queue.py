@@ -54,6 +54,8 @@ def celery_init_app(app: Flask) -> Celery:
         if not broker_url(app).startswith("sqla+")
         else {},
         imports=["backoffice.jobs.tasks", "backoffice.webhooks.tasks"],
+        # Our JSON log lines go to the real stdout; Celery's stand-in has no byte buffer.
+        worker_redirect_stdouts=False,
     )
     app.extensions["celery"] = celery_app
     return celery_app

@@ -36,6 +36,9 @@ def _relay_forever() -> None:
             except SQLAlchemyError as error:
                 log.warning("relay_failed", error=type(error).__name__)
                 continue
+            except Exception:  # the relay must outlive any one bad tick
+                log.exception("relay_crashed")
+                continue
         if sent:
             log.info("relay_sent", messages=sent)
 
