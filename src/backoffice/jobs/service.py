@@ -32,6 +32,10 @@ JOBS: Table = Job.__table__  # type: ignore[assignment]
 TASK_NAME = "backoffice.jobs.run"
 #: Accepted work younger than this is left to the request that accepted it.
 RELAY_GRACE = timedelta(seconds=2)
+#: A sent job still unclaimed after this many leases is sent again (its message was lost,
+#: e.g. with a worker that died between fetching and claiming it). Long, because a busy
+#: queue also leaves jobs unclaimed for a while, and each resend is a duplicate message.
+RESEND_AFTER_LEASES = 10
 VISIBLE_COLUMNS = select(*(c for c in JOBS.columns if c.name != "result_csv"))
 
 
@@ -178,7 +182,8 @@ def relay() -> int:
                     Job.status == JobStatus.QUEUED,
                     or_(
                         and_(Job.enqueued_at.is_(None), Job.created_at < now - RELAY_GRACE),
-                        Job.enqueued_at < now - _lease(),
+                        # Sent long ago and never claimed: the message was lost.
+                        Job.enqueued_at < now - RESEND_AFTER_LEASES * _lease(),
                     ),
                 ),
                 and_(Job.status == JobStatus.RUNNING, Job.lease_until < now),
