@@ -21,7 +21,7 @@ from backoffice.auth.revocations import REVOKED, revocations
 from backoffice.database import utcnow
 from backoffice.errors import Forbidden, NotFound, ValidationFailed
 from backoffice.extensions import db
-from backoffice.readonly import read_row, read_rows
+from backoffice.readonly import read_row
 from backoffice.users import service as users
 from backoffice.users.models import User
 
@@ -32,6 +32,22 @@ TOKEN_STATE = select(USERS.c.role, USERS.c.active, USERS.c.token_generation).whe
     USERS.c.id == bindparam("user_id")
 )
 TOKEN_STATE_AND_REVOCATION = TOKEN_STATE.add_columns(REVOKED.label("revoked"))
+#: What every API-key request asks about its key and owner, built once.
+KEY_BY_PREFIX = (
+    select(
+        API_KEYS.c.id,
+        API_KEYS.c.user_id,
+        API_KEYS.c.key_hash,
+        API_KEYS.c.scopes,
+        API_KEYS.c.expires_at,
+        API_KEYS.c.last_used_at,
+        API_KEYS.c.revoked_at,
+        USERS.c.role,
+        USERS.c.active,
+    )
+    .join(USERS, USERS.c.id == API_KEYS.c.user_id)
+    .where(API_KEYS.c.prefix == bindparam("prefix"))
+)
 KEY_PREFIX = "bo_"
 #: last_used_at is written at most this often per key, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -163,22 +179,7 @@ def _key_row(key: str) -> Row[Any] | None:
     if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + 10:
         return None
     prefix = key[len(KEY_PREFIX) : len(KEY_PREFIX) + 8]
-    rows = read_rows(
-        select(
-            API_KEYS.c.id,
-            API_KEYS.c.user_id,
-            API_KEYS.c.key_hash,
-            API_KEYS.c.scopes,
-            API_KEYS.c.expires_at,
-            API_KEYS.c.last_used_at,
-            API_KEYS.c.revoked_at,
-            USERS.c.role,
-            USERS.c.active,
-        )
-        .join(USERS, USERS.c.id == API_KEYS.c.user_id)
-        .where(API_KEYS.c.prefix == prefix)
-    )
-    return rows[0] if rows else None
+    return read_row(KEY_BY_PREFIX, {"prefix": prefix})
 
 
 def principal_from_api_key(key: str) -> Principal | None:

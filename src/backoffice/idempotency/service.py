@@ -62,11 +62,7 @@ def claim(principal: str, key: str, fingerprint: str, ttl: int) -> StoredRespons
         return None
     except IntegrityError:
         db.session.rollback()
-    existing = db.session.scalars(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.principal == principal, IdempotencyRecord.key == key
-        )
-    ).one()
+    existing = _record(principal, key)
     if existing.fingerprint != fingerprint:
         raise ValidationFailed(
             "This Idempotency-Key was already used with a different request body.",
