@@ -3,24 +3,28 @@
 - a view that declares a JSON body gets one: 415 for another Content-Type, 400 for
   malformed JSON or a JSON value that is not an object;
 - `<uuid:...>` path segments that are not UUIDs are a 400, not a confusing 404;
-- ETags derived from a row's version, for `If-None-Match` and `If-Match`.
+- ETags derived from a row's version, for `If-None-Match`, and `If-Match` turned back
+  into the version a service expects (`expected_version`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from typing import Any
 
 from flask import Flask, Response, current_app, request
-from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.datastructures import ETags
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 from werkzeug.http import quote_etag
 from werkzeug.routing import BaseConverter
 
-from backoffice.errors import BadRequest, Conflict, PreconditionFailed, UnsupportedMediaType
-from backoffice.extensions import db
+from backoffice.errors import BadRequest, UnsupportedMediaType
+from backoffice.framework_internals import declared_view_spec
+
+#: What an `If-Match` naming no version of the resource becomes. Versions start at 1, so
+#: the service still answers 404 for a missing resource, then refuses the write (412).
+NO_SUCH_VERSION = 0
 
 
 class StrictUUIDConverter(BaseConverter):
@@ -44,7 +48,7 @@ def _declared_body_types() -> list[str]:
     view_class = getattr(view, "view_class", None)
     if view_class is not None:
         view = getattr(view_class, request.method.lower(), None)
-    spec = getattr(view, "_spec", None) or {}
+    spec = declared_view_spec(view)
     if spec.get("body") is None:
         return []
     declared = spec.get("content_type") or []
@@ -75,8 +79,49 @@ def require_json_object() -> None:
 
 
 def etag_for(resource_id: uuid.UUID, version: int) -> str:
-    """An opaque strong validator that changes whenever the row does."""
-    return hashlib.blake2b(f"{resource_id}:{version}".encode(), digest_size=10).hexdigest()
+    """`<version>-<tag>`: a strong validator that changes whenever the row does.
+
+    The version is in the clear so `If-Match` can be turned back into it; the tag, a hash
+    of `id:version` keyed with the app's secret, ties it to this resource, so an ETag of
+    another resource, or a made-up one, never matches. A new SECRET_KEY changes every ETag
+    (clients holding old ones GET again: one 412, or one full 200 instead of a 304).
+    """
+    tag = hashlib.blake2b(f"{resource_id}:{version}".encode(), key=_etag_key(), digest_size=8)
+    return f"{version}-{tag.hexdigest()}"
+
+
+def _etag_key() -> bytes:
+    """A key for ETags only, derived from SECRET_KEY (blake2b keys are at most 64 bytes)."""
+    secret: str | bytes = current_app.config["SECRET_KEY"]
+    raw = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.blake2b(raw, digest_size=32, person=b"backoffice-etag").digest()
+
+
+def _version_in(etag: str, resource_id: uuid.UUID) -> int | None:
+    """The version `etag` names, if it is a genuine ETag of this resource; else None."""
+    version = etag.partition("-")[0]
+    if not (version.isascii() and version.isdigit()) or len(version) > 18:
+        return None
+    expected = etag_for(resource_id, int(version))
+    return int(version) if hmac.compare_digest(etag.encode(), expected.encode()) else None
+
+
+def expected_version(resource_id: uuid.UUID) -> int | None:
+    """The version a write must find, from the request's `If-Match` (None: no condition).
+
+    `*` only asks that the resource exist: None. Weak ETags never match (If-Match compares
+    strongly). Of several ETags, the highest genuine version of this resource is expected:
+    tags are keyed, so a client only holds versions that existed, and if any of them is
+    current, the highest is. A value naming no version of it (another resource's ETag, a
+    forged or garbled one) is `NO_SUCH_VERSION`, so the write fails with 412, not 500.
+    """
+    if "If-Match" not in request.headers:
+        return None
+    if_match = request.if_match
+    if if_match.star_tag:
+        return None
+    versions = (_version_in(etag, resource_id) for etag in if_match.as_set())
+    return max((version for version in versions if version is not None), default=NO_SUCH_VERSION)
 
 
 def no_content() -> Response:
@@ -97,34 +142,6 @@ def not_modified(etag: str) -> Response | None:
         response.set_etag(etag)
         return response
     return None
-
-
-def check_if_match(if_match: ETags, etag: str) -> None:
-    """Raise 412 when the client holds a stale representation (no header: no check)."""
-    if if_match and not if_match.contains(etag):
-        raise PreconditionFailed(
-            "The resource has changed since you read it: GET it again and resend with its "
-            "current ETag."
-        )
-
-
-def commit_versioned(resource: str, if_match: ETags) -> None:
-    """Commit a change to a versioned row (`version_id_col`).
-
-    A concurrent writer that committed first makes our versioned UPDATE or DELETE miss:
-    412 when the client sent If-Match (its version is gone), 409 otherwise.
-    """
-    try:
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        if if_match:
-            raise PreconditionFailed(
-                f"The {resource} changed while this request was being applied: GET it again."
-            ) from None
-        raise Conflict(
-            f"The {resource} was changed by another request at the same time; retry."
-        ) from None
 
 
 def init_conventions(app: Flask) -> None:

@@ -1,9 +1,10 @@
 """The problem-details layer (RFC 9457).
 
-Services raise `APIError` subclasses; Werkzeug raises its own HTTP exceptions; the
-schema layer raises validation errors; anything else is a bug. Every one of them
-leaves through `problem()` as `application/problem+json`, with the request id, and
-with the headers the status needs (`Allow`, `WWW-Authenticate`, `Retry-After`).
+Services raise `APIError` subclasses, or a domain error whose status depends on the
+request (`StaleVersion`); Werkzeug raises its own HTTP exceptions; the schema layer
+raises validation errors; anything else is a bug. Every one of them leaves through
+`problem()` as `application/problem+json`, with the request id, and with the headers
+the status needs (`Allow`, `WWW-Authenticate`, `Retry-After`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 
 import structlog
 from apiflask import APIFlask
-from apiflask.exceptions import HTTPError, _ValidationError
+from apiflask.exceptions import HTTPError
 from flask import Response, current_app, g, request
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
+
+from backoffice.framework_internals import is_validation_error
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +99,22 @@ class ServiceUnavailable(APIError):
     status, slug = 503, "service-unavailable"
 
 
+class StaleVersion(Exception):
+    """A write to a versioned row that is not at the version the caller expected.
+
+    Either the row was already at another version when read (`raced=False`), or another
+    writer committed first while the write was in flight (`raced=True`). A domain error,
+    not an HTTP one: `handle_stale_version` answers 412 when the client made the write
+    conditional with `If-Match`, 409 when it did not.
+    """
+
+    def __init__(self, resource: str, resource_id: object, *, raced: bool = False) -> None:
+        self.resource = resource
+        self.resource_id = resource_id
+        self.raced = raced
+        super().__init__(f"{resource} {resource_id} is not at the expected version")
+
+
 def problem(
     status: int,
     *,
@@ -159,7 +178,7 @@ AUTH_DETAILS = {
 
 def handle_apiflask_error(error: HTTPError) -> Response:
     """Errors APIFlask raises itself: schema validation, and 401/403 from the auth layer."""
-    if not isinstance(error, _ValidationError):
+    if not is_validation_error(error):
         slug = {401: "unauthorized", 403: "forbidden"}.get(error.status_code)
         return problem(
             error.status_code,
@@ -185,6 +204,21 @@ def handle_apiflask_error(error: HTTPError) -> Response:
     )
 
 
+def handle_stale_version(error: StaleVersion) -> Response:
+    """412 for a conditional write (`If-Match` sent, even one naming no version), else 409."""
+    if "If-Match" not in request.headers:
+        detail = f"The {error.resource} was changed by another request at the same time; retry."
+        return handle_api_error(Conflict(detail))
+    if error.raced:
+        detail = f"The {error.resource} changed while this request was being applied: GET it again."
+    else:
+        detail = (
+            f"The {error.resource} has changed since you read it: GET it again and resend with "
+            "its current ETag."
+        )
+    return handle_api_error(PreconditionFailed(detail))
+
+
 def handle_http_exception(error: HTTPException) -> Response | HTTPException:
     if error.code is None or error.code < 400:
         return error  # redirects (a missing trailing slash) are not problems
@@ -202,6 +236,7 @@ def handle_unexpected(error: Exception) -> Response:
 
 def register_error_handlers(app: APIFlask) -> None:
     app.register_error_handler(APIError, handle_api_error)
+    app.register_error_handler(StaleVersion, handle_stale_version)
     app.register_error_handler(HTTPError, handle_apiflask_error)
     # Flask-HTTPAuth's 401/403 reach APIFlask's error callback, not Flask's handlers.
     app.error_callback = handle_apiflask_error

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Flask, Request
+from flask import Flask, Request, current_app
 from flask.json.provider import JSONProvider
 from flask.sessions import SessionInterface, SessionMixin
+
+from backoffice.framework_internals import json_response_value
 
 
 class OrjsonProvider(JSONProvider):
@@ -18,8 +20,8 @@ class OrjsonProvider(JSONProvider):
         return orjson.loads(s)
 
     def response(self, *args: Any, **kwargs: Any) -> Any:
-        obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(orjson.dumps(obj), mimetype="application/json")  # type: ignore[arg-type]  # bytes bodies are fine
+        obj = json_response_value(self, args, kwargs)
+        return current_app.response_class(orjson.dumps(obj), mimetype="application/json")
 
 
 class NoSessions(SessionInterface):

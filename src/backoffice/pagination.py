@@ -80,3 +80,8 @@ def link_header(next_cursor: str | None) -> dict[str, str]:
     args = request.args.to_dict()
     args["cursor"] = next_cursor
     return {"Link": f'<{request.base_url}?{urlencode(args)}>; rel="next"'}
+
+
+def page_response(page: Page[Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """What every list view answers: the page's body, 200, and its `Link` header."""
+    return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)

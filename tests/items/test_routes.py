@@ -6,36 +6,21 @@ import uuid
 from datetime import datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, update
+from sqlalchemy.orm import Session
 
 from backoffice.extensions import db
 from backoffice.items.models import Item
 from tests.items.factories import create_item
-
-PROBLEM = "application/problem+json"
+from tests.support import assert_problem, count_rows
 
 
 def count_items() -> int:
-    return db.session.scalar(select(func.count()).select_from(Item)) or 0
+    return count_rows(Item)
 
 
 def stored(item_id: str) -> Item | None:
     return db.session.get(Item, uuid.UUID(item_id))
-
-
-def assert_problem(response, status: int, *fields: str) -> dict:
-    assert response.status_code == status
-    assert response.mimetype == PROBLEM
-    body = response.json
-    assert body["status"] == status
-    assert body["instance"] == response.request.path
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    assert body["type"].startswith("/problems/")
-    assert body["title"]
-    assert body["detail"]
-    if fields:
-        assert {error["field"] for error in body["errors"]} == set(fields)
-    return body
 
 
 # --- create -----------------------------------------------------------------
@@ -302,6 +287,150 @@ def test_delete_with_current_if_match_is_204(client):
     item = create_item(client)
     etag = client.get(f"/api/items/{item['id']}").headers["ETag"]
     assert client.delete(f"/api/items/{item['id']}", headers={"If-Match": etag}).status_code == 204
+
+
+# --- If-Match ---------------------------------------------------------------------
+
+
+def current_etag(client, item: dict) -> str:
+    return client.get(f"/api/items/{item['id']}").headers["ETag"]
+
+
+@pytest.mark.parametrize(
+    "if_match",
+    [
+        '"1-0000000000000000"',  # the right version, a made-up tag
+        '"2-0000000000000000"',
+        '"garbage"',
+        "garbage",
+        '"1-"',
+        '"-1"',
+        '"99999999999999999999999-ab"',
+        "",
+        ",",
+    ],
+)
+def test_a_forged_or_garbled_if_match_is_412_and_changes_nothing(client, in_db, if_match):
+    item = create_item(client, quantity=1)
+    response = client.patch(
+        f"/api/items/{item['id']}", json={"quantity": 2}, headers={"If-Match": if_match}
+    )
+    body = assert_problem(response, 412)
+    assert body["type"] == "/problems/precondition-failed"
+    assert in_db(lambda: stored(item["id"]).quantity) == 1
+
+
+def test_another_items_etag_is_412_though_both_are_at_the_same_version(client, in_db):
+    item, other = create_item(client, quantity=1), create_item(client, quantity=1)
+    foreign = current_etag(client, other)
+    assert foreign.startswith('"1-')  # the same version: only the resource tells them apart
+    response = client.put(
+        f"/api/items/{item['id']}",
+        json={"name": "x", "description": None, "quantity": 2},
+        headers={"If-Match": foreign},
+    )
+    assert_problem(response, 412)
+    assert_problem(client.delete(f"/api/items/{item['id']}", headers={"If-Match": foreign}), 412)
+    assert in_db(lambda: stored(item["id"]).quantity) == 1
+
+
+def test_a_weak_current_etag_does_not_satisfy_if_match(client):
+    item = create_item(client)
+    weak = f"W/{current_etag(client, item)}"
+    assert_problem(
+        client.patch(f"/api/items/{item['id']}", json={"quantity": 1}, headers={"If-Match": weak}),
+        412,
+    )
+
+
+def test_if_match_listing_the_current_etag_among_others_succeeds(client):
+    item = create_item(client, quantity=1)
+    stale = current_etag(client, item)
+    client.patch(f"/api/items/{item['id']}", json={"quantity": 2})
+    listed = f'"garbage", {current_etag(client, item)}, {stale}'
+    response = client.patch(
+        f"/api/items/{item['id']}", json={"quantity": 3}, headers={"If-Match": listed}
+    )
+    assert response.status_code == 200
+    assert response.json["quantity"] == 3
+
+
+def test_if_match_listing_only_old_etags_is_412(client):
+    item = create_item(client, quantity=1)
+    older = current_etag(client, item)
+    client.patch(f"/api/items/{item['id']}", json={"quantity": 2})
+    old = current_etag(client, item)
+    client.patch(f"/api/items/{item['id']}", json={"quantity": 3})
+    headers = {"If-Match": f"{older}, {old}"}
+    assert_problem(
+        client.patch(f"/api/items/{item['id']}", json={"quantity": 4}, headers=headers), 412
+    )
+
+
+def test_if_match_star_needs_only_the_item_to_exist(client):
+    item = create_item(client)
+    client.patch(f"/api/items/{item['id']}", json={"quantity": 1})
+    star = {"If-Match": "*"}
+    assert (
+        client.patch(f"/api/items/{item['id']}", json={"quantity": 2}, headers=star).status_code
+        == 200
+    )
+    assert client.delete(f"/api/items/{item['id']}", headers=star).status_code == 204
+    assert_problem(client.delete(f"/api/items/{item['id']}", headers=star), 404)
+
+
+def test_a_missing_item_is_404_whatever_the_if_match(client):
+    headers = {"If-Match": '"1-0000000000000000"'}
+    assert_problem(
+        client.patch(f"/api/items/{uuid.uuid4()}", json={"quantity": 1}, headers=headers), 404
+    )
+
+
+def test_the_etag_of_a_write_is_the_one_a_read_gives_and_names_the_version(client):
+    item = create_item(client)
+    response = client.patch(f"/api/items/{item['id']}", json={"quantity": 1})
+    assert response.headers["ETag"] == current_etag(client, item)
+    assert response.headers["ETag"].startswith('"2-')
+
+
+# --- lost races (the moment is set up below HTTP, the answer read through it) ------
+
+
+@pytest.fixture
+def racing_writer(app):
+    """Before the next flush of any session, another connection bumps the row's version."""
+    armed = []
+
+    def arm(item_id: str) -> None:
+        def interfere(session: Session, *_: object) -> None:
+            with db.engine.begin() as other:
+                other.execute(
+                    update(Item)
+                    .where(Item.id == uuid.UUID(item_id))
+                    .values(quantity=999, version=Item.version + 1)
+                )
+
+        event.listen(Session, "before_flush", interfere, once=True)
+        armed.append(interfere)
+
+    yield arm
+    for interfere in armed:
+        if event.contains(Session, "before_flush", interfere):
+            event.remove(Session, "before_flush", interfere)
+
+
+@pytest.mark.parametrize(("if_match", "status"), [(False, 409), (True, 412)])
+def test_a_write_that_loses_a_race_is_409_or_412_with_if_match(
+    client, in_db, racing_writer, if_match, status
+):
+    item = create_item(client, quantity=1)
+    headers = {"If-Match": current_etag(client, item)} if if_match else {}
+    racing_writer(item["id"])
+    response = client.patch(f"/api/items/{item['id']}", json={"quantity": 5}, headers=headers)
+    body = assert_problem(response, status)
+    assert body["type"] == ("/problems/precondition-failed" if if_match else "/problems/conflict")
+    assert "item" in body["detail"]
+    assert in_db(lambda: stored(item["id"]).quantity) == 999
 
 
 # --- list -----------------------------------------------------------------------

@@ -13,16 +13,14 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from itsdangerous import URLSafeSerializer
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
-from werkzeug.datastructures import ETags
 
-from backoffice.errors import Conflict, PreconditionFailed
+from backoffice.errors import StaleVersion
 from backoffice.extensions import db
 from backoffice.todos import service
 from backoffice.todos.models import Todo
-from tests.conftest import TEST_SECRET_KEY
-from tests.items.test_routes import assert_problem
+from tests.support import TEST_SECRET_KEY, assert_problem, count_rows
 
 _tasks = count(1)
 #: A fixed id for parameters: pytest-xdist needs the same test ids in every worker.
@@ -37,7 +35,7 @@ def create_todo(client: FlaskClient, **fields: Any) -> dict[str, Any]:
 
 
 def count_todos() -> int:
-    return db.session.scalar(select(func.count()).select_from(Todo)) or 0
+    return count_rows(Todo)
 
 
 def stored(todo_id: str) -> Todo | None:
@@ -424,6 +422,31 @@ def test_delete_with_current_if_match_is_204(client, in_db):
     assert in_db(lambda: stored(todo["id"])) is None
 
 
+@pytest.mark.parametrize("forged", ['"1-0000000000000000"', '"stale"', "garbage", ""])
+def test_a_forged_or_garbled_if_match_is_412_and_changes_nothing(client, in_db, forged):
+    todo = create_todo(client, task="Kept")
+    path = f"/api/todos/{todo['id']}"
+    assert_problem(client.patch(path, json={"done": True}, headers={"If-Match": forged}), 412)
+    assert_problem(client.delete(path, headers={"If-Match": forged}), 412)
+    assert in_db(lambda: snapshot(todo["id"])) == ("Kept", False, 1)
+
+
+def test_the_etag_of_another_of_your_todos_is_412(client, in_db):
+    todo, other = create_todo(client, task="Kept"), create_todo(client)
+    foreign = client.get(f"/api/todos/{other['id']}").headers["ETag"]
+    path = f"/api/todos/{todo['id']}"
+    assert_problem(client.patch(path, json={"done": True}, headers={"If-Match": foreign}), 412)
+    assert in_db(lambda: snapshot(todo["id"])) == ("Kept", False, 1)
+
+
+def test_if_match_star_needs_only_the_todo_to_exist(client):
+    todo = create_todo(client)
+    path, star = f"/api/todos/{todo['id']}", {"If-Match": "*"}
+    assert client.patch(path, json={"done": True}, headers=star).status_code == 200
+    assert client.delete(path, headers=star).status_code == 204
+    assert_problem(client.delete(path, headers=star), 404)
+
+
 # --- methods ------------------------------------------------------------------
 
 
@@ -637,16 +660,17 @@ def racing_writer(app):
     return arm
 
 
-@pytest.mark.parametrize(("if_match", "error"), [(False, Conflict), (True, PreconditionFailed)])
-def test_a_write_that_loses_a_race_is_refused_and_keeps_the_winner(
-    app, member, racing_writer, if_match, error
+@pytest.mark.parametrize("expects_version", [False, True])
+def test_a_write_that_loses_a_race_raises_stale_version_and_keeps_the_winner(
+    app, member, racing_writer, expects_version
 ):
     with app.app_context():
         todo = service.create_todo(member.id, "Raced")
-        tags = ETags([service.etag(todo)]) if if_match else ETags()
+        expected = todo.version if expects_version else None
         racing_writer(todo.id)
-        with pytest.raises(error):
-            service.update_todo(member.id, todo.id, {"done": True}, tags)
+        with pytest.raises(StaleVersion) as raised:
+            service.update_todo(member.id, todo.id, {"done": True}, expected)
+        assert (raised.value.resource, raised.value.raced) == ("todo", True)
         db.session.remove()
         raced = db.session.get(Todo, todo.id)
         assert (raced.task, raced.done, raced.version) == ("Winner", False, 2)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import func, select
 
 from backoffice.extensions import db
 from backoffice.users.models import User
-from tests.items.test_routes import assert_problem
+from tests.support import assert_problem, count_rows
 
 NEW = {"name": "Ada Lovelace", "email": "Ada@Example.com", "password": "engine-no-1"}
 
 
 def user_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(User)) or 0
+    return count_rows(User)
 
 
 def test_sign_up_creates_a_member_and_hides_the_password(anonymous, in_db):

@@ -17,6 +17,7 @@ from flask import g
 
 from backoffice.auth import service
 from backoffice.auth.principal import Principal
+from backoffice.framework_internals import authenticated_user
 
 bearer = HTTPTokenAuth(
     scheme="Bearer",
@@ -69,5 +70,5 @@ for _scheme in (bearer, refresh_bearer, api_key):
 
 def current_principal() -> Principal:
     """The authenticated caller of this request (only inside a guarded view)."""
-    principal: Principal = g.flask_httpauth_user
+    principal: Principal = authenticated_user()
     return principal

@@ -4,15 +4,21 @@ import uuid
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, request, url_for
+from flask import Response, url_for
 
 from backoffice.auth.guards import authenticated
-from backoffice.conventions import etag_header, no_content, not_modified
+from backoffice.conventions import (
+    etag_for,
+    etag_header,
+    expected_version,
+    no_content,
+    not_modified,
+)
 from backoffice.idempotency import idempotent
 from backoffice.items import service
 from backoffice.items.schemas import ItemIn, ItemList, ItemOut, ItemPatch, ItemQuery, ItemReplace
 from backoffice.openapi import PRECONDITION_RESPONSES, problem_responses
-from backoffice.pagination import link_header
+from backoffice.pagination import page_response
 
 bp = APIBlueprint("items", __name__, tag="Items")
 
@@ -24,8 +30,7 @@ bp = APIBlueprint("items", __name__, tag="Items")
 @bp.doc(responses=problem_responses(400, 401, 403))
 def list_items(query: ItemQuery) -> Any:
     """List items, newest first"""
-    page = service.list_items(query.limit, query.cursor, query.q)
-    return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
+    return page_response(service.list_items(query.limit, query.cursor, query.q))
 
 
 @bp.post("/items")
@@ -39,7 +44,7 @@ def create_item(item: ItemIn) -> Any:
     created = service.create_item(**item.model_dump())
     headers = {
         "Location": url_for(".get_item", item_id=created.id),
-        **etag_header(service.etag(created)),
+        **etag_header(etag_for(created.id, created.version)),
     }
     return created, 201, headers
 
@@ -51,7 +56,7 @@ def create_item(item: ItemIn) -> Any:
 def get_item(item_id: uuid.UUID) -> Any:
     """Get one item"""
     item = service.get_item(item_id)
-    etag = service.etag(item)
+    etag = etag_for(item.id, item.version)
     return not_modified(etag) or (item, 200, etag_header(etag))
 
 
@@ -62,8 +67,8 @@ def get_item(item_id: uuid.UUID) -> Any:
 @bp.doc(responses=PRECONDITION_RESPONSES)
 def replace_item(item_id: uuid.UUID, replacement: ItemReplace) -> Any:
     """Replace an item (every writable field is required)"""
-    item = service.update_item(item_id, replacement.model_dump(), request.if_match)
-    return item, 200, etag_header(service.etag(item))
+    item = service.update_item(item_id, replacement.model_dump(), expected_version(item_id))
+    return item, 200, etag_header(etag_for(item.id, item.version))
 
 
 @bp.patch("/items/<uuid:item_id>")
@@ -73,8 +78,8 @@ def replace_item(item_id: uuid.UUID, replacement: ItemReplace) -> Any:
 @bp.doc(responses=PRECONDITION_RESPONSES)
 def update_item(item_id: uuid.UUID, patch: ItemPatch) -> Any:
     """Change some fields of an item"""
-    item = service.update_item(item_id, patch.changes(), request.if_match)
-    return item, 200, etag_header(service.etag(item))
+    item = service.update_item(item_id, patch.changes(), expected_version(item_id))
+    return item, 200, etag_header(etag_for(item.id, item.version))
 
 
 @bp.delete("/items/<uuid:item_id>")
@@ -82,5 +87,5 @@ def update_item(item_id: uuid.UUID, patch: ItemPatch) -> Any:
 @bp.doc(responses={204: "Deleted", **problem_responses(400, 401, 403, 404, 409, 412)})
 def delete_item(item_id: uuid.UUID) -> Response:
     """Delete an item"""
-    service.delete_item(item_id, request.if_match)
+    service.delete_item(item_id, expected_version(item_id))
     return no_content()

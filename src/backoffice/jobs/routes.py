@@ -12,7 +12,7 @@ from backoffice.idempotency import idempotent
 from backoffice.jobs import service
 from backoffice.jobs.schemas import JobAccepted, JobIn, JobList, JobOut, JobQuery
 from backoffice.openapi import problem_responses
-from backoffice.pagination import link_header
+from backoffice.pagination import page_response
 
 bp = APIBlueprint("jobs", __name__, tag="Jobs")
 
@@ -44,7 +44,7 @@ def list_jobs(query: JobQuery) -> Any:
     """Your jobs (everyone's for an admin), newest first"""
     caller = current_principal()
     page = service.list_jobs(caller.user_id, caller.is_admin, query.limit, query.cursor)
-    return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
+    return page_response(page)
 
 
 @bp.get("/jobs/<uuid:job_id>")

@@ -12,13 +12,19 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from apiflask.views import MethodView
-from flask import Response, request, url_for
+from flask import Response, url_for
 
 from backoffice.auth.guards import authenticated, current_principal
-from backoffice.conventions import etag_header, no_content, not_modified
+from backoffice.conventions import (
+    etag_for,
+    etag_header,
+    expected_version,
+    no_content,
+    not_modified,
+)
 from backoffice.idempotency import idempotent
 from backoffice.openapi import PRECONDITION_RESPONSES, problem_responses
-from backoffice.pagination import link_header
+from backoffice.pagination import page_response
 from backoffice.todos import service
 from backoffice.todos.schemas import TodoIn, TodoList, TodoOut, TodoPatch, TodoQuery, TodoReplace
 
@@ -36,12 +42,7 @@ class TodoCollection(MethodView):
     def get(self, query: TodoQuery) -> Any:
         """List your todos, newest first"""
         owner = current_principal().user_id
-        page = service.list_todos(owner, query.limit, query.cursor, query.done)
-        return (
-            {"data": page.data, "next_cursor": page.next_cursor},
-            200,
-            link_header(page.next_cursor),
-        )
+        return page_response(service.list_todos(owner, query.limit, query.cursor, query.done))
 
     @idempotent
     @bp.input(TodoIn, arg_name="todo")
@@ -52,7 +53,7 @@ class TodoCollection(MethodView):
         created = service.create_todo(current_principal().user_id, **todo.model_dump())
         headers = {
             "Location": url_for(".todo", todo_id=created.id),
-            **etag_header(service.etag(created)),
+            **etag_header(etag_for(created.id, created.version)),
         }
         return created, 201, headers
 
@@ -67,7 +68,7 @@ class TodoResource(MethodView):
     def get(self, todo_id: uuid.UUID) -> Any:
         """Get one of your todos"""
         todo = service.get_todo(current_principal().user_id, todo_id)
-        etag = service.etag(todo)
+        etag = etag_for(todo.id, todo.version)
         return not_modified(etag) or (todo, 200, etag_header(etag))
 
     @bp.input(TodoReplace, arg_name="replacement")
@@ -76,8 +77,9 @@ class TodoResource(MethodView):
     def put(self, todo_id: uuid.UUID, replacement: TodoReplace) -> Any:
         """Replace a todo (every writable field is required)"""
         owner = current_principal().user_id
-        todo = service.update_todo(owner, todo_id, replacement.model_dump(), request.if_match)
-        return todo, 200, etag_header(service.etag(todo))
+        changes = replacement.model_dump()
+        todo = service.update_todo(owner, todo_id, changes, expected_version(todo_id))
+        return todo, 200, etag_header(etag_for(todo.id, todo.version))
 
     @bp.input(TodoPatch, arg_name="patch")
     @bp.output(TodoOut)
@@ -85,13 +87,14 @@ class TodoResource(MethodView):
     def patch(self, todo_id: uuid.UUID, patch: TodoPatch) -> Any:
         """Change some fields of a todo"""
         owner = current_principal().user_id
-        todo = service.update_todo(owner, todo_id, patch.changes(), request.if_match)
-        return todo, 200, etag_header(service.etag(todo))
+        todo = service.update_todo(owner, todo_id, patch.changes(), expected_version(todo_id))
+        return todo, 200, etag_header(etag_for(todo.id, todo.version))
 
     @bp.doc(responses={204: "Deleted", **problem_responses(400, 401, 403, 404, 409, 412)})
     def delete(self, todo_id: uuid.UUID) -> Response:
         """Delete a todo"""
-        service.delete_todo(current_principal().user_id, todo_id, request.if_match)
+        owner = current_principal().user_id
+        service.delete_todo(owner, todo_id, expected_version(todo_id))
         return no_content()
 
 

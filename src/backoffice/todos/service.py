@@ -1,4 +1,4 @@
-"""Todo rules: plain values in, plain values (or APIError) out.
+"""Todo rules: plain values in, plain values (or APIError, StaleVersion) out.
 
 Every function takes the owner's id: a todo is only ever found through its owner, so
 another person's todo is simply not there (404), for admins too.
@@ -10,14 +10,14 @@ import uuid
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, insert, select
-from werkzeug.datastructures import ETags
 
-from backoffice.conventions import check_if_match, commit_versioned, etag_for
+from backoffice import transactions
 from backoffice.errors import NotFound
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
 from backoffice.readonly import read_row
 from backoffice.todos.models import Todo
+from backoffice.versioning import commit_versioned, require_version
 
 #: The table behind `Todo`, for the Core statements of the reads and the create.
 TODOS = cast(Table, Todo.__table__)
@@ -33,10 +33,6 @@ TODO_COLUMNS = select(
 TODO_BY_OWNER_AND_ID = TODO_COLUMNS.where(
     TODOS.c.id == bindparam("todo_id"), TODOS.c.user_id == bindparam("user_id")
 )
-
-
-def etag(todo: Todo | Row[Any]) -> str:
-    return etag_for(todo.id, todo.version)
 
 
 def get_todo(user_id: uuid.UUID, todo_id: uuid.UUID) -> Row[Any]:
@@ -61,7 +57,7 @@ def create_todo(user_id: uuid.UUID, task: str, done: bool = False) -> Row[Any]:
         .values(user_id=user_id, task=task, done=done)
         .returning(*TODO_COLUMNS.selected_columns)
     ).one()
-    db.session.commit()
+    transactions.commit()
     return row
 
 
@@ -73,19 +69,24 @@ def _load(user_id: uuid.UUID, todo_id: uuid.UUID) -> Todo:
 
 
 def update_todo(
-    user_id: uuid.UUID, todo_id: uuid.UUID, changes: dict[str, Any], if_match: ETags
+    user_id: uuid.UUID,
+    todo_id: uuid.UUID,
+    changes: dict[str, Any],
+    expected_version: int | None = None,
 ) -> Todo:
-    """Apply `changes` if the client's `If-Match` (when sent) still names this version."""
+    """Apply `changes`, if the todo is still at `expected_version` (None: any version)."""
     todo = _load(user_id, todo_id)
-    check_if_match(if_match, etag(todo))
+    require_version("todo", todo_id, todo.version, expected_version)
     for field, value in changes.items():
         setattr(todo, field, value)
-    commit_versioned("todo", if_match)
+    commit_versioned("todo", todo_id)
     return todo
 
 
-def delete_todo(user_id: uuid.UUID, todo_id: uuid.UUID, if_match: ETags) -> None:
+def delete_todo(
+    user_id: uuid.UUID, todo_id: uuid.UUID, expected_version: int | None = None
+) -> None:
     todo = _load(user_id, todo_id)
-    check_if_match(if_match, etag(todo))
+    require_version("todo", todo_id, todo.version, expected_version)
     db.session.delete(todo)
-    commit_versioned("todo", if_match)
+    commit_versioned("todo", todo_id)

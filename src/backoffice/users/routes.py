@@ -4,13 +4,12 @@ import uuid
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, current_app, url_for
+from flask import Response, url_for
 
 from backoffice.auth.guards import authenticated, current_principal
 from backoffice.conventions import no_content
-from backoffice.errors import Forbidden
 from backoffice.openapi import problem_responses
-from backoffice.pagination import link_header
+from backoffice.pagination import page_response
 from backoffice.users import service
 from backoffice.users.schemas import UserIn, UserList, UserOut, UserPatch, UserQuery
 
@@ -26,11 +25,9 @@ WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 415, 422)
 @bp.doc(responses=problem_responses(400, 401, 403, 409, 415, 422))
 def create_user(new_user: UserIn) -> Any:
     """Sign up (open registration), or create a user (admin, when REGISTRATION=admin)"""
-    if current_app.config["REGISTRATION"] == "admin":
-        caller = authenticated.current_user
-        if caller is None or not caller.is_admin:
-            raise Forbidden("Only an admin creates users here (REGISTRATION=admin).")
-    user = service.create_user(new_user.name, new_user.email, new_user.password)
+    caller = authenticated.current_user
+    is_admin = caller is not None and caller.is_admin
+    user = service.sign_up(new_user.name, new_user.email, new_user.password, is_admin)
     return user, 201, {"Location": url_for(".get_user", user_id=user.id)}
 
 
@@ -41,8 +38,7 @@ def create_user(new_user: UserIn) -> Any:
 @bp.doc(responses=problem_responses(400, 401, 403))
 def list_users(query: UserQuery) -> Any:
     """List users (admin), newest first; filter by `active` and `role`"""
-    page = service.list_users(query.limit, query.cursor, query.active, query.role)
-    return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
+    return page_response(service.list_users(query.limit, query.cursor, query.active, query.role))
 
 
 @bp.get("/users/me")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Row, Table, func, select
 from sqlalchemy.exc import IntegrityError
 
+from backoffice import transactions
 from backoffice.errors import Conflict, Forbidden, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
@@ -33,11 +35,24 @@ def _by_email(email: str) -> User | None:
     return db.session.scalars(select(User).where(func.lower(User.email) == email.lower())).first()
 
 
+def sign_up(
+    name: str, email: str, password: str, caller_is_admin: bool, registration: str | None = None
+) -> User:
+    """A new member, if the registration mode lets this caller create one.
+
+    `registration` (default: the REGISTRATION setting) is "open", anyone signs up, or
+    "admin", only an admin creates users.
+    """
+    if (registration or current_app.config["REGISTRATION"]) == "admin" and not caller_is_admin:
+        raise Forbidden("Only an admin creates users here (REGISTRATION=admin).")
+    return create_user(name, email, password)
+
+
 def create_user(name: str, email: str, password: str, role: Role = Role.MEMBER) -> User:
     user = User(name=name, email=email, password_hash=hash_password(password), role=role)
     db.session.add(user)
     try:
-        db.session.commit()
+        transactions.commit()
     except IntegrityError:
         db.session.rollback()
         raise Conflict(f"A user with the email {email} already exists.") from None
@@ -54,7 +69,7 @@ def authenticate(email: str, password: str) -> User:
         raise Unauthorized(BAD_CREDENTIALS)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-        db.session.commit()
+        transactions.commit()
     return user
 
 
@@ -97,7 +112,7 @@ def update_user(
     if password is not None or changes.get("active") is False:
         user.token_generation += 1  # a new password or a deactivation ends every session
     try:
-        db.session.commit()
+        transactions.commit()
     except IntegrityError:
         db.session.rollback()
         raise Conflict(f"A user with the email {changes.get('email')} already exists.") from None
@@ -107,7 +122,7 @@ def update_user(
 def delete_user(user_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> None:
     """Delete the user; their API keys and todos go with them (ON DELETE CASCADE)."""
     db.session.delete(visible_user(user_id, viewer_id, viewer_is_admin))
-    db.session.commit()
+    transactions.commit()
 
 
 def ensure_admin(email: str, password: str, name: str = "Administrator") -> User | None:

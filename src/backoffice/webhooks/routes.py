@@ -8,7 +8,7 @@ from flask import request, url_for
 
 from backoffice.auth.guards import authenticated
 from backoffice.openapi import problem_responses
-from backoffice.pagination import link_header
+from backoffice.pagination import page_response
 from backoffice.webhooks import service
 from backoffice.webhooks.schemas import EventList, EventOut, EventQuery, Receipt
 
@@ -54,7 +54,7 @@ def receive(source: str) -> Any:
 def list_events(query: EventQuery) -> Any:
     """Stored events (admin), newest first; filter by source, type, status"""
     page = service.list_events(query.limit, query.cursor, query.source, query.type, query.status)
-    return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
+    return page_response(page)
 
 
 @bp.get("/webhooks/events/<uuid:event_id>")
