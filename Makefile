@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export HOST PORT
 
-.PHONY: run dev test lint typecheck pytest bench install migrate clean
+.PHONY: run dev test test-fast lint typecheck pytest bench install migrate clean
 
 run: install migrate ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run flask users bootstrap-admin
@@ -28,6 +28,9 @@ typecheck: install
 
 pytest: install
 	$(UV) run pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
+
+test-fast: install ## Every test but those that start Celery workers: the quick loop while editing
+	$(UV) run pytest -n auto -m "not worker" $(PYTEST_ARGS)
 
 bench: install ## Load benchmark against PostgreSQL (see bench/)
 	$(UV) run python -m bench $(BENCH_ARGS)

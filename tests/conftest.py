@@ -12,7 +12,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import flask_migrate
@@ -27,11 +26,21 @@ from backoffice.config import TestingConfig, normalize_database_url
 from backoffice.extensions import db, limiter
 from backoffice.users import service as users
 from backoffice.users.models import Role
+from tests.support import PASSWORD, TEST_SECRET_KEY, Account, login
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
-TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production"
-PASSWORD = "correct horse battery staple"
+
+
+#: Fixtures that start a real Celery worker: a test using one is marked `worker`.
+WORKER_FIXTURES = frozenset({"worker", "start_worker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a Celery worker, so `-m "not worker"` is the fast loop."""
+    for item in items:
+        if WORKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.worker)
 
 
 def settings(**overrides: str) -> dict[str, Any]:
@@ -75,7 +84,7 @@ def database_url(
 
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
-#: Short enough that tests see a dead worker's job taken over within seconds.
+#: Short enough that tests see a dead worker's work taken over within seconds.
 JOB_LEASE_SECONDS = "3"
 
 
@@ -93,6 +102,7 @@ def queue_settings(
     return {
         "CELERY_BROKER_URL": broker,
         "JOB_LEASE_SECONDS": JOB_LEASE_SECONDS,
+        "WEBHOOK_LEASE_SECONDS": JOB_LEASE_SECONDS,
         "RELAY_INTERVAL_SECONDS": "0.5",
     }
 
@@ -113,8 +123,9 @@ def start_worker(
     queue_settings: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start real Celery workers (`celery -A backoffice.worker worker`) on the app's
-    database and broker; every one started is stopped at the end of the session."""
+    """Start real Celery workers (the production worker plus the test-only kinds of work
+    of `tests.testing_worker`) on the app's database and broker; every one started is
+    stopped at the end of the session."""
     started: list[subprocess.Popen[bytes]] = []
     logs = tmp_path_factory.mktemp("worker-logs")
     env = {
@@ -135,7 +146,7 @@ def start_worker(
                 "-m",
                 "celery",
                 "-A",
-                "backoffice.worker",
+                "tests.testing_worker",
                 "worker",
                 "--pool",
                 "solo",
@@ -208,16 +219,6 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
                 connection.execute(table.delete())
 
 
-@dataclass
-class Account:
-    """A user made for a test, with the password it was made with."""
-
-    id: uuid.UUID
-    email: str
-    password: str
-    role: str
-
-
 @pytest.fixture
 def make_user(app: APIFlask) -> Callable[..., Account]:
     """Create a user through the service; `make_user(role="admin")`."""
@@ -229,14 +230,6 @@ def make_user(app: APIFlask) -> Callable[..., Account]:
             return Account(user.id, email, password, role)
 
     return make
-
-
-def login(client: FlaskClient, account: Account) -> dict[str, Any]:
-    response = client.post(
-        "/api/auth/token", json={"email": account.email, "password": account.password}
-    )
-    assert response.status_code == 200, response.json
-    return dict(response.json)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.auth import tokens
-from tests.conftest import login
-from tests.items.test_routes import assert_problem
+from tests.support import assert_problem, login
 
 CALLERS = [
     "anonymous",

@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 from werkzeug.exceptions import TooManyRequests
 
 from backoffice.errors import Conflict
-from tests.items.test_routes import assert_problem
+from tests.support import assert_problem
 
 
 @pytest.fixture

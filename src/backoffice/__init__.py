@@ -19,10 +19,14 @@ from backoffice.conventions import init_conventions
 from backoffice.database import render_item
 from backoffice.errors import register_error_handlers
 from backoffice.extensions import db, jwt, limiter, migrate
+from backoffice.framework_internals import skip_app_wide_rate_limit_check
 from backoffice.health import routes as health
 from backoffice.health.service import VERSION
 from backoffice.items import routes as items
 from backoffice.jobs import routes as jobs
+from backoffice.jobs import runners
+from backoffice.jobs import service as jobs_service
+from backoffice.jobs.models import JobType
 from backoffice.json_provider import NoSessions, OrjsonProvider
 from backoffice.observability import configure_logging, init_request_logging
 from backoffice.openapi import init_openapi
@@ -30,6 +34,7 @@ from backoffice.queue import celery_init_app
 from backoffice.todos import routes as todos
 from backoffice.users import routes as users
 from backoffice.webhooks import routes as webhooks
+from backoffice.webhooks import service as webhooks_service
 
 #: Alembic revisions, checked in at the repository root beside src/.
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -71,15 +76,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     jwt.init_app(app)
     limiter.init_app(app)
     # Only views that declare a limit (login) are limited, and their decorator checks it.
-    # Flask-Limiter's app-wide before_request pass would evaluate (absent) default limits
-    # on every request: a third of the CPU of a /health. The login tests guard this.
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
+    skip_app_wide_rate_limit_check(app, limiter)
     init_revocations(app)
     init_request_logging(app)
     init_conventions(app)
     init_openapi(app)
     register_error_handlers(app)
     _register_blueprints(app)
+    _register_work(app)
     celery_init_app(app)
     register_commands(app)
     return app
@@ -97,6 +101,20 @@ def _register_blueprints(app: APIFlask) -> None:
     # Last: APIFlask warns about a duplicate security scheme when a bearer-only view is
     # seen before the first view that accepts bearer or API key (MultiAuth).
     app.register_blueprint(auth.bp, url_prefix=prefix)
+
+
+def _register_work(app: APIFlask) -> None:
+    """What each kind of background work does, in one table the web process and the
+    worker share: a job type without a runner fails here, an event type without a
+    handler ends `ignored`."""
+    jobs_service.init_runners(
+        app,
+        {
+            JobType.TEXT_ANALYSIS: runners.text_analysis,
+            JobType.INVENTORY_REPORT: runners.inventory_report,
+        },
+    )
+    webhooks_service.init_handlers(app, {})
 
 
 def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -94,6 +94,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "WEBHOOK_SECRETS": ("WEBHOOK_SECRETS", _secrets),
     "WEBHOOK_UNSIGNED_SOURCES": ("WEBHOOK_UNSIGNED_SOURCES", _names),
     "JOB_LEASE_SECONDS": ("JOB_LEASE_SECONDS", int),
+    "WEBHOOK_LEASE_SECONDS": ("WEBHOOK_LEASE_SECONDS", int),
     "RELAY_INTERVAL_SECONDS": ("RELAY_INTERVAL_SECONDS", float),
 }
 
@@ -153,6 +154,8 @@ class Config:
     WEBHOOK_SECRETS: dict[str, str] = {}
     #: Sources allowed to deliver unsigned. Empty by default; development opens "default".
     WEBHOOK_UNSIGNED_SOURCES: frozenset[str] = frozenset()
+    #: An event being processed and not heard from for this long has lost its worker.
+    WEBHOOK_LEASE_SECONDS = 120
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -169,6 +172,9 @@ class Config:
         """Refuse settings no profile can run with."""
         if settings["MAX_CONTENT_LENGTH"] <= 0:
             raise ConfigError("MAX_CONTENT_LENGTH must be positive")
+        for lease in ("JOB_LEASE_SECONDS", "WEBHOOK_LEASE_SECONDS"):
+            if settings[lease] <= 0:
+                raise ConfigError(f"{lease} must be a positive number of seconds")
 
 
 class DevelopmentConfig(Config):

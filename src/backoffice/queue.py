@@ -7,20 +7,13 @@ so. Results are not kept by Celery: jobs store their own state in the database.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
-import structlog
 from celery import Celery, Task
-from flask import Flask, current_app
-from kombu.exceptions import KombuError
-from sqlalchemy import Table, update
+from flask import Flask
 
-from backoffice.database import utcnow
-from backoffice.extensions import db
-
-log = structlog.get_logger(__name__)
+from backoffice import work
 
 
 def broker_url(app: Flask) -> str:
@@ -34,7 +27,8 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    lease = app.config["JOB_LEASE_SECONDS"]
+    # Redis redelivers an unacknowledged message after this: no sooner than any lease.
+    lease = max(app.config["JOB_LEASE_SECONDS"], app.config["WEBHOOK_LEASE_SECONDS"])
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.conf.update(
         broker_url=broker_url(app),
@@ -47,16 +41,17 @@ def celery_init_app(app: Flask) -> Celery:
         task_default_queue="backoffice",
         broker_connection_retry_on_startup=True,
         # A request that enqueues must not hang on a broker that is down: the relay
-        # enqueues what could not be sent (see jobs.service.relay).
+        # enqueues what could not be sent (see backoffice.work).
         broker_connection_timeout=2,
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
         broker_transport_options={"visibility_timeout": lease}
         if not broker_url(app).startswith("sqla+")
         else {},
-        imports=["backoffice.jobs.tasks", "backoffice.webhooks.tasks"],
         # Our JSON log lines go to the real stdout; Celery's stand-in has no byte buffer.
         worker_redirect_stdouts=False,
     )
+    # One task per registered queue: register the queues before calling this.
+    work.define_tasks(celery_app, app)
     app.extensions["celery"] = celery_app
     return celery_app
 
@@ -64,19 +59,3 @@ def celery_init_app(app: Flask) -> Celery:
 def celery_for(app: Flask) -> Celery:
     celery_app: Celery = app.extensions["celery"]
     return celery_app
-
-
-def send(task_name: str, table: Table, row_id: uuid.UUID) -> bool:
-    """Send `task_name(row_id)` for a committed row and stamp the row's `enqueued_at`.
-
-    False, and nothing lost, when the broker is down: the row stays un-sent and the
-    worker's relay sends it later. (The outbox pattern, with the row as the outbox.)
-    """
-    try:
-        celery_for(current_app).send_task(task_name, args=[str(row_id)])
-    except (KombuError, OSError) as error:
-        log.warning("enqueue_failed", task=task_name, id=str(row_id), error=type(error).__name__)
-        return False
-    db.session.execute(update(table).where(table.c.id == row_id).values(enqueued_at=utcnow()))
-    db.session.commit()
-    return True

@@ -1,8 +1,9 @@
 """The Celery worker entry point: `celery -A backoffice.worker worker`.
 
 Besides running tasks, every worker runs the relay: a thread that, every
-RELAY_INTERVAL_SECONDS, sends again the accepted work that is not in the queue (the
-broker was down when it was accepted, or its worker died mid-task).
+RELAY_INTERVAL_SECONDS, sends again, for every registered queue, the accepted work that
+is not in the queue (the broker was down when it was accepted, its message was lost, or
+its worker died mid-task). See `backoffice.work`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from celery.signals import worker_ready, worker_shutting_down
 from dotenv import load_dotenv
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice import create_app
-from backoffice.jobs import service as jobs
+from backoffice import create_app, work
 from backoffice.queue import celery_for
-from backoffice.webhooks import service as webhooks
 
 load_dotenv()
 flask_app = create_app()
@@ -32,7 +31,7 @@ def _relay_forever() -> None:
     while not _stopping.wait(interval):
         with flask_app.app_context():
             try:
-                sent = jobs.relay() + webhooks.relay()
+                sent = work.relay()
             except SQLAlchemyError as error:
                 log.warning("relay_failed", error=type(error).__name__)
                 continue

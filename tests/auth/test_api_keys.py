@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from backoffice.auth.models import ApiKey
 from backoffice.extensions import db
-from tests.items.test_routes import assert_problem
+from tests.support import assert_problem
 
 
 def key_headers(key: str) -> dict[str, str]:

@@ -14,8 +14,7 @@ from backoffice.auth.models import RevokedToken
 from backoffice.extensions import db
 from backoffice.users.models import User
 from tests.auth import tokens
-from tests.conftest import PASSWORD, login
-from tests.items.test_routes import assert_problem
+from tests.support import PASSWORD, assert_problem, login
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,43 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 import uuid
 
 import pytest
 from sqlalchemy import select
 
+from backoffice import work
 from backoffice.extensions import db
 from backoffice.jobs.models import Job
 from tests.items.factories import create_item
-from tests.items.test_routes import assert_problem
-
-FINAL = {"succeeded", "failed", "cancelled"}
-
-
-def wait_for(client, url: str, timeout: float = 60.0) -> dict:
-    """Poll the job until it has finished (the worker may still be starting)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(url).json
-        if body["status"] in FINAL:
-            return dict(body)
-        time.sleep(0.1)
-    raise AssertionError(f"job {url} did not finish in {timeout}s: {body}")
-
-
-def start(client, body: dict) -> tuple[str, dict]:
-    response = client.post("/api/jobs", json=body)
-    assert response.status_code == 202, response.json
-    assert response.json["status"] == "queued"
-    assert response.headers["Location"] == f"/api/jobs/{response.json['id']}"
-    return response.headers["Location"], dict(response.json)
+from tests.support import assert_problem, member_client, start_job, wait_for_job
 
 
 def test_text_analysis_runs_in_the_worker(client, worker, in_db):
     text = "The cat sat. The cat ran!\nA dog? The end."
-    url, accepted = start(client, {"type": "text-analysis", "input": {"text": text}})
-    job = wait_for(client, url)
+    url, accepted = start_job(client, {"type": "text-analysis", "input": {"text": text}})
+    job = wait_for_job(client, url)
     assert job["status"] == "succeeded"
     assert job["progress"] == 100
     assert job["attempts"] == 1
@@ -57,8 +36,8 @@ def test_text_analysis_runs_in_the_worker(client, worker, in_db):
 
 def test_inventory_report_is_a_csv_of_every_item(client, worker):
     made = [create_item(client, name=f"Report {n}", quantity=n) for n in range(5)]
-    url, _ = start(client, {"type": "inventory-report"})
-    job = wait_for(client, url)
+    url, _ = start_job(client, {"type": "inventory-report"})
+    job = wait_for_job(client, url)
     assert job["status"] == "succeeded"
     assert job["result"]["rows"] == 5
     response = client.get(f"{url}/result")
@@ -97,7 +76,7 @@ def test_an_unknown_type_or_bad_input_is_422_and_queues_nothing(client, in_db, b
 def test_jobs_are_private_to_their_owner_but_not_to_admins(
     client, as_user, make_user, admin, worker
 ):
-    url, accepted = start(client, {"type": "text-analysis", "input": {"text": "mine"}})
+    url, accepted = start_job(client, {"type": "text-analysis", "input": {"text": "mine"}})
     other = as_user(make_user())
     assert_problem(other.get(url), 404)
     assert other.get("/api/jobs").json["data"] == []
@@ -114,33 +93,29 @@ def unserved(make_app, database_url, tmp_path, client):
         CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'nobody-reads.db'}",
         JOB_LEASE_SECONDS="3600",
     )
-    unserved_client = idle.test_client()
-    unserved_client.environ_base.update(client.environ_base)
-    return unserved_client
+    return member_client(idle, client)
 
 
 def test_a_queued_job_can_be_cancelled_and_never_runs(app, unserved):
     client = unserved
-    url, accepted = start(client, {"type": "text-analysis", "input": {"text": "later"}})
+    url, accepted = start_job(client, {"type": "text-analysis", "input": {"text": "later"}})
     assert client.delete(url).status_code == 204
     job = client.get(url).json
     assert job["status"] == "cancelled"
     assert_problem(client.delete(url), 409)
     with app.app_context():
-        from backoffice.jobs import service
-
-        service.run(uuid.UUID(accepted["id"]))  # a late message finds nothing to do
+        work.process("jobs", uuid.UUID(accepted["id"]))  # a late message finds nothing to do
     assert client.get(url).json["status"] == "cancelled"
 
 
 def test_the_result_of_an_unfinished_job_is_409(unserved):
     client = unserved
-    url, _ = start(client, {"type": "inventory-report"})
+    url, _ = start_job(client, {"type": "inventory-report"})
     client.delete(url)
     assert_problem(client.get(f"{url}/result"), 409)
 
 
 def test_a_text_analysis_has_no_csv_result(client, worker):
-    url, _ = start(client, {"type": "text-analysis", "input": {"text": "x"}})
-    wait_for(client, url)
+    url, _ = start_job(client, {"type": "text-analysis", "input": {"text": "x"}})
+    wait_for_job(client, url)
     assert_problem(client.get(f"{url}/result"), 404)

@@ -10,21 +10,20 @@ import uuid
 
 import orjson
 import pytest
-from sqlalchemy import func, select
 
+from backoffice import work
 from backoffice.extensions import db
 from backoffice.webhooks import service
-from backoffice.webhooks.handlers import HANDLERS
 from backoffice.webhooks.models import WebhookEvent
 from backoffice.webhooks.signatures import sign
-from tests.items.test_routes import assert_problem
+from tests.support import assert_problem, count_rows, wait_for_event
 
 SECRET = "whsec_" + base64.b64encode(b"acme-shared-secret-0123456789").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"somebody-else-entirely-000000").decode()
 
 
 def stored() -> int:
-    return db.session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
+    return count_rows(WebhookEvent)
 
 
 def signed(body: bytes, secret: str = SECRET, msg_id: str | None = None, at: int | None = None):
@@ -50,16 +49,6 @@ def gateway(make_app, database_url, queue_settings):
 
 def post(client, path: str, body: bytes, headers=None):
     return client.post(path, data=body, headers=headers or {}, content_type="application/json")
-
-
-def wait_for_status(client, event_id: str, wanted: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/api/webhooks/events/{event_id}").json
-        if body["status"] == wanted:
-            return dict(body)
-        time.sleep(0.1)
-    raise AssertionError(f"event {event_id} never became {wanted}: {body}")
 
 
 def test_a_signed_delivery_is_stored_then_acknowledged(gateway, in_db):
@@ -184,25 +173,59 @@ def test_a_malformed_source_is_404(gateway):
     assert_problem(post(gateway, "/api/webhooks/Bad!Source", b"{}"), 404)
 
 
-def test_stored_events_are_processed_by_the_worker(gateway, worker, as_user, admin):
+def test_an_event_is_processed_by_its_handler_in_the_worker(
+    gateway, worker, as_user, admin, tmp_path
+):
+    trace = tmp_path / "trace.txt"
+    body = orjson.dumps({"id": "evt_slow", "type": "slow", "trace": str(trace)})
+    event_id = post(gateway, "/api/webhook", body).json["id"]
+    event = wait_for_event(as_user(admin), event_id, "processed")
+    assert event["attempts"] == 1
+    assert event["finished_at"] >= event["started_at"] >= event["created_at"]
+    assert event["last_error"] is None
+    assert trace.read_text().split() == ["start", "end"]
+
+
+def test_an_event_type_no_handler_knows_is_ignored_not_processed(gateway, worker, as_user, admin):
     body = b'{"id": "evt_proc", "type": "nobody.handles.this"}'
     event_id = post(gateway, "/api/webhook", body).json["id"]
-    event = wait_for_status(as_user(admin), event_id, "processed")
+    viewer = as_user(admin)
+    event = wait_for_event(viewer, event_id, "ignored")
     assert event["attempts"] == 1
-    assert event["processed_at"] is not None
+    assert event["finished_at"] is not None
+    listed = viewer.get("/api/webhooks/events?status=ignored").json["data"]
+    assert [e["id"] for e in listed] == [event_id]
+    assert viewer.get("/api/webhooks/events?status=processed").json["data"] == []
 
 
-def test_an_event_accepted_while_the_broker_is_down_is_still_processed(
-    make_app, database_url, worker, as_user, admin
+def test_an_ignored_event_is_processed_when_replayed_after_its_handler_is_registered(
+    app, make_app, database_url, tmp_path, monkeypatch, as_user, admin
 ):
-    down = make_app(
+    # Delivered through a broker no worker reads: only this test processes the event.
+    unread = make_app(
         DATABASE_URL=database_url,
         WEBHOOK_UNSIGNED_SOURCES="default",
-        CELERY_BROKER_URL="redis://127.0.0.1:1/0",
-    ).test_client()
-    response = post(down, "/api/webhook", b'{"id": "evt_down", "type": "x"}')
-    assert response.status_code == 201
-    wait_for_status(as_user(admin), response.json["id"], "processed")
+        CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'unread.db'}",
+    )
+    gateway = unread.test_client()
+    event_id = post(gateway, "/api/webhook", b'{"id": "evt_late", "type": "late"}').json["id"]
+    with unread.app_context():
+        assert work.process("webhooks", uuid.UUID(event_id)) is False
+    viewer = as_user(admin)
+    assert viewer.get(f"/api/webhooks/events/{event_id}").json["status"] == "ignored"
+    handled: list[dict] = []
+    monkeypatch.setitem(
+        unread.extensions["webhook_handlers"], "late", lambda payload, _: handled.append(payload)
+    )
+    admin_client = unread.test_client()
+    admin_client.environ_base.update(viewer.environ_base)
+    assert admin_client.post(f"/api/webhooks/events/{event_id}/replay").status_code == 202
+    assert viewer.get(f"/api/webhooks/events/{event_id}").json["status"] == "received"
+    with unread.app_context():
+        assert work.process("webhooks", uuid.UUID(event_id)) is False
+    event = viewer.get(f"/api/webhooks/events/{event_id}").json
+    assert (event["status"], event["attempts"]) == ("processed", 2)
+    assert handled == [{"id": "evt_late", "type": "late"}]
 
 
 def test_admins_list_filter_read_and_replay_events(gateway, as_user, admin, client, worker):
@@ -215,10 +238,10 @@ def test_admins_list_filter_read_and_replay_events(gateway, as_user, admin, clie
     assert [event["delivery_id"] for event in only_a] == ["evt_2", "evt_0"]
     one = viewer.get(f"/api/webhooks/events/{only_a[0]['id']}").json
     assert one["payload"] == {"id": "evt_2", "type": "a.created"}
-    processed = wait_for_status(viewer, one["id"], "processed")
+    processed = wait_for_event(viewer, one["id"], "ignored")
     replayed = viewer.post(f"/api/webhooks/events/{one['id']}/replay")
     assert replayed.status_code == 202
-    again = wait_for_status(viewer, one["id"], "processed")
+    again = wait_for_event(viewer, one["id"], "ignored")
     assert again["attempts"] == processed["attempts"] + 1
     assert_problem(client.get("/api/webhooks/events"), 403)
     assert_problem(viewer.get(f"/api/webhooks/events/{uuid.uuid4()}"), 404)
@@ -236,18 +259,20 @@ def test_a_failing_handler_is_retried_then_marked_failed(
     ).test_client()
     calls: list[dict] = []
 
-    def explode(payload: dict) -> None:
+    def explode(payload: dict, attempt: work.Attempt) -> None:
         calls.append(payload)
         raise RuntimeError("partner sent nonsense")
 
-    monkeypatch.setitem(HANDLERS, "explodes", explode)
+    monkeypatch.setitem(app.extensions["webhook_handlers"], "explodes", explode)
     event_id = uuid.UUID(
         post(gateway, "/api/webhook", b'{"id": "evt_x", "type": "explodes"}').json["id"]
     )
+    attempts = service.QUEUE.max_attempts
     with app.app_context():
-        retries = [service.process(event_id) for _ in range(service.MAX_ATTEMPTS)]
-    assert retries == [True] * (service.MAX_ATTEMPTS - 1) + [False]
+        retries = [work.process("webhooks", event_id) for _ in range(attempts)]
+    assert retries == [True] * (attempts - 1) + [False]
     event = in_db(lambda: db.session.get(WebhookEvent, event_id))
-    assert (event.status, event.attempts) == ("failed", service.MAX_ATTEMPTS)
+    assert (event.status, event.attempts) == ("failed", attempts)
     assert event.last_error == "RuntimeError: partner sent nonsense"
-    assert len(calls) == service.MAX_ATTEMPTS
+    assert event.finished_at is not None
+    assert len(calls) == attempts

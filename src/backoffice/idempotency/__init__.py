@@ -9,10 +9,12 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 import orjson
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 
+from backoffice.auth.guards import current_principal
 from backoffice.errors import BadRequest
 from backoffice.idempotency import service
+from backoffice.transactions import commit, one_transaction
 
 HEADER = "Idempotency-Key"
 _SANE_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -32,7 +34,12 @@ def request_fingerprint() -> str:
 
 
 def idempotent(view: F) -> F:
-    """Replay the first answer to a retried request that carries the same key and body."""
+    """Replay the first answer to a retried request that carries the same key and body.
+
+    Sits under the view's auth declaration: keys are scoped by the authenticated caller.
+    The view's writes and the stored answer commit in one transaction (see
+    `backoffice.idempotency.service`), so a crash anywhere leaves either both or neither.
+    """
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -44,29 +51,37 @@ def idempotent(view: F) -> F:
                 f"{HEADER} must be 1-255 visible ASCII characters.",
                 errors=[{"field": HEADER, "message": "invalid key"}],
             )
-        principal = str(g.get("user_id") or "")
         ttl = current_app.config["IDEMPOTENCY_TTL_SECONDS"]
-        stored = service.claim(principal, key, request_fingerprint(), ttl)
-        if stored is not None:
-            replay = Response(stored.body, status=stored.status_code, headers=stored.headers)
+        claimed = service.claim(str(current_principal().user_id), key, request_fingerprint(), ttl)
+        if isinstance(claimed, service.StoredResponse):
+            replay = Response(claimed.body, status=claimed.status_code, headers=claimed.headers)
             replay.headers["Idempotent-Replayed"] = "true"
             return replay
         try:
-            response = current_app.make_response(view(*args, **kwargs))
+            response = _create(claimed, view, *args, **kwargs)
         except BaseException:
-            service.release(principal, key)
+            service.release(claimed)
             raise
-        if 200 <= response.status_code < 300:
-            headers = {
-                h: response.headers[h] for h in service.REPLAYED_HEADERS if h in response.headers
-            }
-            service.complete(
-                principal,
-                key,
-                service.StoredResponse(response.status_code, headers, response.get_data()),
-            )
-        else:
-            service.release(principal, key)
+        if not 200 <= response.status_code < 300:
+            service.release(claimed)
         return response
 
     return cast(F, wrapper)
+
+
+def _create(
+    claimed: service.Claim, view: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Response:
+    """Run the view and store its answer in one transaction (rolled back unless 2xx)."""
+    with one_transaction():
+        service.hold(claimed)
+        response = current_app.make_response(view(*args, **kwargs))
+        if not 200 <= response.status_code < 300:
+            return response
+        headers = {
+            h: response.headers[h] for h in service.REPLAYED_HEADERS if h in response.headers
+        }
+        stored = service.StoredResponse(response.status_code, headers, response.get_data())
+        service.complete(claimed, stored)
+    commit()
+    return response

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -9,6 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.database import Base, ResourceMixin
+from backoffice.work import LeasedWorkMixin
 
 
 class JobStatus(StrEnum):
@@ -24,28 +24,18 @@ class JobType(StrEnum):
     INVENTORY_REPORT = "inventory-report"
 
 
-class Job(ResourceMixin, Base):
-    """A unit of background work. The row is the truth; queue messages only wake workers.
-
-    `attempts` doubles as a fencing token: only the attempt that claimed the job last may
-    record its progress or its outcome.
-    """
+class Job(LeasedWorkMixin, ResourceMixin, Base):
+    """A unit of background work, run through the leased-work engine (`backoffice.work`)."""
 
     __tablename__ = "jobs"
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(32))
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     progress: Mapped[int] = mapped_column(default=0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result_csv: Mapped[str | None] = mapped_column(Text, deferred=True)
     error: Mapped[str | None] = mapped_column(String(1000))
-    attempts: Mapped[int] = mapped_column(default=0)
-    enqueued_at: Mapped[datetime | None]
-    started_at: Mapped[datetime | None]
-    finished_at: Mapped[datetime | None]
-    lease_until: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_jobs_user_id_id", "user_id", "id"),

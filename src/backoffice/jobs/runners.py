@@ -1,4 +1,7 @@
-"""What each job type computes. Plain functions: input in, result out, progress reported."""
+"""What each job type computes. Plain functions: input in, result out, progress reported.
+
+Registered by type in `create_app()` (`jobs.service.init_runners`).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
-
-from backoffice.extensions import db
-from backoffice.items.models import Item
+from backoffice.items import service as items
 
 Progress = Callable[[int], None]
 WORD = re.compile(r"\w+(?:['\u2019]\w+)*")
@@ -42,37 +42,23 @@ def text_analysis(job_input: dict[str, Any], progress: Progress) -> tuple[dict[s
 
 def inventory_report(job_input: dict[str, Any], progress: Progress) -> tuple[dict[str, Any], str]:
     """Every item as CSV, read in keyset batches so memory stays flat and progress moves."""
-    total = db.session.scalar(select(func.count()).select_from(Item)) or 0
+    total = items.count_items()
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(REPORT_COLUMNS)
-    done, last_id = 0, None
-    while True:
-        query = select(Item).order_by(Item.id).limit(REPORT_BATCH)
-        if last_id is not None:
-            query = query.where(Item.id > last_id)
-        batch = list(db.session.scalars(query))
-        if not batch:
-            break
-        for item in batch:
-            writer.writerow(
-                [
-                    item.id,
-                    item.name,
-                    item.description or "",
-                    item.quantity,
-                    item.created_at.isoformat(),
-                    item.updated_at.isoformat(),
-                ]
-            )
+    done = 0
+    for batch in items.items_in_batches(REPORT_BATCH):
+        writer.writerows(
+            [
+                item.id,
+                item.name,
+                item.description or "",
+                item.quantity,
+                item.created_at.isoformat(),
+                item.updated_at.isoformat(),
+            ]
+            for item in batch
+        )
         done += len(batch)
-        last_id = batch[-1].id
-        db.session.expunge_all()
         progress(min(99, done * 100 // max(total, 1)))
     return {"rows": done, "columns": list(REPORT_COLUMNS)}, out.getvalue()
-
-
-RUNNERS: dict[str, Callable[[dict[str, Any], Progress], tuple[dict[str, Any], str | None]]] = {
-    "text-analysis": text_analysis,
-    "inventory-report": inventory_report,
-}

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -8,6 +7,7 @@ from sqlalchemy import JSON, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.database import Base, ResourceMixin
+from backoffice.work import LeasedWorkMixin
 
 
 class EventStatus(StrEnum):
@@ -15,11 +15,14 @@ class EventStatus(StrEnum):
     PROCESSING = "processing"
     PROCESSED = "processed"
     FAILED = "failed"
+    #: No handler knows the event's type: visible, filterable, replayable once one does.
+    IGNORED = "ignored"
 
 
-class WebhookEvent(ResourceMixin, Base):
-    """A partner's delivery, stored before it is acknowledged. `(source, delivery_id)` is
-    unique: a redelivery, even a concurrent one, finds the first copy."""
+class WebhookEvent(LeasedWorkMixin, ResourceMixin, Base):
+    """A partner's delivery, stored before it is acknowledged and processed through the
+    leased-work engine. `(source, delivery_id)` is unique: a redelivery, even a concurrent
+    one, finds the first copy."""
 
     __tablename__ = "webhook_events"
 
@@ -28,12 +31,7 @@ class WebhookEvent(ResourceMixin, Base):
     event_type: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     raw_body: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
-    status: Mapped[str] = mapped_column(String(16), default=EventStatus.RECEIVED)
-    attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(String(1000))
-    enqueued_at: Mapped[datetime | None]
-    lease_until: Mapped[datetime | None]
-    processed_at: Mapped[datetime | None]
 
     __table_args__ = (
         UniqueConstraint("source", "delivery_id"),

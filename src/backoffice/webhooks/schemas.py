@@ -33,7 +33,9 @@ class EventSummary(OutputModel):
     last_error: str | None
     created_at: Timestamp
     updated_at: Timestamp
-    processed_at: Timestamp | None
+    started_at: Timestamp | None
+    #: When the latest attempt ended: processed, ignored or failed.
+    finished_at: Timestamp | None
 
 
 class EventOut(EventSummary):

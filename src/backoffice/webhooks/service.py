@@ -2,8 +2,10 @@
 
 A delivery is committed before it is acknowledged (201), and a redelivery of the same
 id, even one racing the first, is answered 200 "duplicate" by the unique constraint.
-Processing is a Celery task sent after the commit; the worker's relay sends what the
-broker missed, and a lease lets a dead worker's event be processed again.
+Processing runs through the leased-work engine (`backoffice.work`): sent after the
+commit, relayed when the broker missed it, taken over when a worker died, its outcome
+recorded once. What an event type does is a handler registered in `create_app()`; a
+type nobody handles ends `ignored`, never silently `processed`.
 """
 
 from __future__ import annotations
@@ -11,33 +13,43 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from datetime import timedelta
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-import structlog
-from flask import current_app
-from sqlalchemy import Row, Table, and_, or_, select, update
+from flask import Flask, current_app
+from sqlalchemy import Row, Table, select
 from sqlalchemy.exc import IntegrityError
 
-from backoffice.database import utcnow
+from backoffice import work
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
-from backoffice.queue import send
-from backoffice.webhooks.handlers import HANDLERS
+from backoffice.transactions import commit
 from backoffice.webhooks.models import EventStatus, WebhookEvent
 from backoffice.webhooks.signatures import HeaderItems, verify
 
-log = structlog.get_logger(__name__)
-
 EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
-TASK_NAME = "backoffice.webhooks.process"
 DEFAULT_SOURCE = "default"
 SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-MAX_ATTEMPTS = 5
-LEASE = timedelta(minutes=2)
-RELAY_GRACE = timedelta(seconds=2)
+
+#: What an event type does with the event's payload. A handler may call
+#: `attempt.renew()` to keep a long run's lease; its database writes commit in one
+#: transaction with the event's outcome, so they happen once.
+Handler = Callable[[dict[str, Any], work.Attempt], None]
+
+QUEUE = work.WorkQueue(
+    name="webhooks",
+    table=EVENTS,
+    task_name="backoffice.webhooks.process",
+    waiting=EventStatus.RECEIVED,
+    running=EventStatus.PROCESSING,
+    failed=EventStatus.FAILED,
+    lease_setting="WEBHOOK_LEASE_SECONDS",
+    error_column="last_error",
+    max_attempts=5,
+    claim_columns=("event_type", "payload"),
+)
 LISTED_COLUMNS = select(*(c for c in EVENTS.columns if c.name not in {"raw_body", "payload"}))
 
 
@@ -82,10 +94,11 @@ def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[WebhookEven
         event_type=str(kind)[:200] if kind is not None else None,
         payload=payload,
         raw_body=body,
+        status=EventStatus.RECEIVED,
     )
     db.session.add(event)
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError:
         db.session.rollback()
         first = db.session.scalars(
@@ -94,12 +107,9 @@ def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[WebhookEven
             )
         ).one()
         return first, False
-    enqueue(event.id)
+    work.send_after_commit(QUEUE, event.id)
+    commit()
     return event, True
-
-
-def enqueue(event_id: uuid.UUID) -> bool:
-    return send(TASK_NAME, EVENTS, event_id)
 
 
 def list_events(
@@ -125,95 +135,25 @@ def get_event(event_id: uuid.UUID) -> WebhookEvent:
 
 def replay(event_id: uuid.UUID) -> WebhookEvent:
     """Process the event again, whatever happened to it before."""
-    event = get_event(event_id)
-    event.status, event.last_error, event.lease_until = EventStatus.RECEIVED, None, None
-    event.enqueued_at = None
-    db.session.commit()
-    enqueue(event.id)
-    return event
+    if not work.requeue(QUEUE, event_id, last_error=None):
+        raise NotFound("webhook event", event_id)
+    return get_event(event_id)
+
+
+def init_handlers(app: Flask, handlers: Mapping[str, Handler]) -> None:
+    """Register what each event type does (from `create_app()`)."""
+    app.extensions["webhook_handlers"] = dict(handlers)
+    work.register(app, QUEUE, perform)
 
 
 # --- the worker side --------------------------------------------------------------
 
 
-def process(event_id: uuid.UUID) -> bool:
-    """Run the event's handler once for this claim. True when it should be retried."""
-    now = utcnow()
-    claimed = db.session.execute(
-        update(WebhookEvent)
-        .where(
-            WebhookEvent.id == event_id,
-            or_(
-                WebhookEvent.status == EventStatus.RECEIVED,
-                and_(
-                    WebhookEvent.status == EventStatus.PROCESSING,
-                    WebhookEvent.lease_until < now,
-                ),
-            ),
-        )
-        .values(
-            status=EventStatus.PROCESSING,
-            attempts=WebhookEvent.attempts + 1,
-            lease_until=now + LEASE,
-        )
-        .returning(WebhookEvent.attempts, WebhookEvent.event_type, WebhookEvent.payload)
-    ).first()
-    db.session.commit()
-    if claimed is None:
-        return False  # processed already, or being processed under a live lease
-    handler = HANDLERS.get(claimed.event_type or "")
-    try:
-        if handler is not None:
-            handler(claimed.payload)
-    except Exception as error:  # a handler's failure is recorded, then retried
-        db.session.rollback()
-        log.exception("webhook_handler_failed", event_id=str(event_id))
-        final = claimed.attempts >= MAX_ATTEMPTS
-        _record(
-            event_id,
-            claimed.attempts,
-            status=EventStatus.FAILED if final else EventStatus.RECEIVED,
-            last_error=f"{type(error).__name__}: {error}"[:1000],
-            lease_until=None,
-        )
-        return not final
-    _record(
-        event_id,
-        claimed.attempts,
-        status=EventStatus.PROCESSED,
-        processed_at=utcnow(),
-        last_error=None,
-        lease_until=None,
-    )
-    return False
-
-
-def _record(event_id: uuid.UUID, attempt: int, **values: Any) -> None:
-    db.session.execute(
-        update(WebhookEvent)
-        .where(WebhookEvent.id == event_id, WebhookEvent.attempts == attempt)
-        .values(**values)
-    )
-    db.session.commit()
-
-
-def relay() -> int:
-    """Send again the events accepted but not in the queue, or stuck with a dead worker."""
-    now = utcnow()
-    stale = db.session.scalars(
-        select(WebhookEvent.id).where(
-            or_(
-                and_(
-                    WebhookEvent.status == EventStatus.RECEIVED,
-                    WebhookEvent.enqueued_at.is_(None),
-                    WebhookEvent.created_at < now - RELAY_GRACE,
-                ),
-                and_(
-                    WebhookEvent.status == EventStatus.PROCESSING,
-                    WebhookEvent.lease_until < now,
-                ),
-            )
-        )
-    ).all()
-    db.session.rollback()
-    return sum(enqueue(event_id) for event_id in stale)
+def perform(attempt: work.Attempt) -> work.Outcome:
+    """Run the handler of the event's type; `ignored` when there is none."""
+    handlers: dict[str, Handler] = current_app.extensions["webhook_handlers"]
+    handler = handlers.get(attempt.row.event_type or "")
+    if handler is None:
+        return work.Outcome(EventStatus.IGNORED)
+    handler(attempt.row.payload, attempt)
+    return work.Outcome(EventStatus.PROCESSED, {"last_error": None})

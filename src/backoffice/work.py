@@ -1,0 +1,355 @@
+"""Leased background work: one engine for every queue (jobs, webhook events, ...).
+
+The row is the truth; a queue message only wakes a worker. Every queue follows the
+same life:
+
+- **send**: after the row is committed, a message goes to the broker and the row is
+  stamped `enqueued_at` (the outbox pattern; a broker that is down loses nothing).
+- **claim**: one atomic UPDATE takes a waiting row, or a running one whose lease ran
+  out, to `running` for attempt `attempts + 1` under a lease of the queue's length.
+- **renew**: a long run extends its lease (out of band, on its own connection).
+- **record**: an outcome is written only if the row is still `running` under *this*
+  attempt: a newer claim fences a presumed-dead attempt out, so an outcome is recorded
+  exactly once. A run's own writes commit in the same transaction as its outcome.
+- **relay**: every worker periodically sends again what is not in the queue: rows
+  never sent after a grace period, rows sent but never claimed after several leases (the
+  message was lost), and rows running past their lease (the worker died).
+
+A capability declares its `WorkQueue` (table, task name, its own status words, the
+setting that holds its lease) and registers what performing one row means in
+`create_app()`; the engine does the rest, including the Celery task.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from celery import Celery, Task
+from flask import Flask, current_app
+from kombu.exceptions import KombuError
+from sqlalchemy import Row, Table, and_, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import String
+
+from backoffice.database import autocommit, utcnow
+from backoffice.extensions import db
+from backoffice.transactions import after_commit, one_transaction
+
+log = structlog.get_logger(__name__)
+
+#: Accepted work younger than this is left to the request that accepted it.
+RELAY_GRACE = timedelta(seconds=2)
+#: The most rows one relay tick sends per queue: a long broker outage drains in steps.
+RELAY_BATCH = 500
+
+
+class LeasedWorkMixin:
+    """The columns the engine drives, the same on every queue's table."""
+
+    status: Mapped[str] = mapped_column(String(16))
+    #: The number of claims so far, and the fencing token of the latest one.
+    attempts: Mapped[int] = mapped_column(default=0)
+    enqueued_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class LeaseLost(Exception):  # a condition, not a bug
+    """This attempt no longer owns the row: a newer claim took it over."""
+
+
+def error_with_message(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:1000]
+
+
+@dataclass(frozen=True)
+class WorkQueue:
+    """What differs between queues. The rest is the engine's."""
+
+    name: str
+    table: Table
+    task_name: str
+    #: The capability's own words for "waiting to be claimed" and "claimed, running".
+    waiting: str
+    running: str
+    failed: str
+    #: The setting (seconds) a claim's lease lasts.
+    lease_setting: str
+    #: The column a failure's text goes to.
+    error_column: str
+    #: Attempts before a failure is final.
+    max_attempts: int
+    #: Errors worth another attempt; anything else fails the row at once.
+    retry_on: tuple[type[Exception], ...] = (Exception,)
+    #: A row sent but not claimed after this many leases is sent again (lost message).
+    #: Long, because a busy queue also leaves rows unclaimed, and each resend duplicates.
+    resend_after_leases: int = 10
+    #: Columns a claim hands to the performer.
+    claim_columns: tuple[str, ...] = ()
+    #: Extra values a claim writes (e.g. progress reset).
+    claim_values: Mapping[str, Any] = field(default_factory=dict)
+    #: What a failure records in `error_column`.
+    error_text: Callable[[Exception], str] = error_with_message
+
+    def lease(self) -> timedelta:
+        return timedelta(seconds=current_app.config[self.lease_setting])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: the status to record and the values that go with it."""
+
+    status: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One claim of one row: what the performer reads, and how it keeps its lease."""
+
+    queue: WorkQueue
+    row_id: uuid.UUID
+    number: int
+    row: Row[Any]
+
+    def renew(self, **values: Any) -> None:
+        """Extend the lease (writing `values` too, e.g. progress); LeaseLost if fenced out.
+
+        On its own connection: a renewal never commits the run's unfinished writes.
+        """
+        if not renew(self.queue, self.row_id, self.number, **values):
+            raise LeaseLost(f"{self.queue.name} {self.row_id}: attempt {self.number} lost")
+
+
+Perform = Callable[[Attempt], Outcome]
+
+
+@dataclass(frozen=True)
+class Registered:
+    queue: WorkQueue
+    perform: Perform
+
+
+def register(app: Flask, queue: WorkQueue, perform: Perform) -> None:
+    """Declare a queue and what performing one of its rows means (from `create_app()`)."""
+    app.extensions.setdefault("work", {})[queue.name] = Registered(queue, perform)
+
+
+def registered(app: Flask) -> dict[str, Registered]:
+    queues: dict[str, Registered] = app.extensions.get("work", {})
+    return queues
+
+
+# --- the web side -----------------------------------------------------------------
+
+
+def send(queue: WorkQueue, row_id: uuid.UUID) -> bool:
+    """Send the row's message and stamp its `enqueued_at`; False (nothing lost) when the
+    broker does not answer: the relay sends it later."""
+    celery_app: Celery = current_app.extensions["celery"]
+    try:
+        celery_app.send_task(queue.task_name, args=[str(row_id)])
+    except (KombuError, OSError) as error:
+        log.warning("enqueue_failed", queue=queue.name, id=str(row_id), error=type(error).__name__)
+        return False
+    table = queue.table
+    db.session.execute(update(table).where(table.c.id == row_id).values(enqueued_at=utcnow()))
+    db.session.commit()
+    return True
+
+
+def send_after_commit(queue: WorkQueue, row_id: uuid.UUID) -> None:
+    """Send the row once the transaction that writes it has committed."""
+    after_commit(lambda: send(queue, row_id))
+
+
+def requeue(queue: WorkQueue, row_id: uuid.UUID, **values: Any) -> bool:
+    """Make a row wait to be run again, whatever happened to it before (fencing out a
+    run in progress), and send it. False when there is no such row."""
+    table = queue.table
+    done = db.session.execute(
+        update(table)
+        .where(table.c.id == row_id)
+        .values(
+            status=queue.waiting, enqueued_at=None, lease_until=None, finished_at=None, **values
+        )
+    )
+    db.session.commit()
+    if not done.rowcount:  # type: ignore[attr-defined]
+        return False
+    send(queue, row_id)
+    return True
+
+
+# --- the worker side ----------------------------------------------------------------
+
+
+def _fenced(queue: WorkQueue, row_id: uuid.UUID, attempt: int) -> ColumnElement[bool]:
+    table = queue.table
+    return and_(table.c.id == row_id, table.c.attempts == attempt, table.c.status == queue.running)
+
+
+def claim(queue: WorkQueue, row_id: uuid.UUID) -> Attempt | None:
+    """Take the row for a new attempt: waiting, or running under a lease that ran out."""
+    table, now = queue.table, utcnow()
+    claimed = db.session.execute(
+        update(table)
+        .where(
+            table.c.id == row_id,
+            or_(
+                table.c.status == queue.waiting,
+                and_(table.c.status == queue.running, table.c.lease_until < now),
+            ),
+        )
+        .values(
+            status=queue.running,
+            attempts=table.c.attempts + 1,
+            started_at=now,
+            lease_until=now + queue.lease(),
+            **queue.claim_values,
+        )
+        .returning(table.c.attempts, *(table.c[name] for name in queue.claim_columns))
+    ).first()
+    db.session.commit()
+    if claimed is None:
+        return None  # finished, cancelled, or running elsewhere under a live lease
+    return Attempt(queue, row_id, claimed.attempts, claimed)
+
+
+def renew(queue: WorkQueue, row_id: uuid.UUID, attempt: int, **values: Any) -> bool:
+    """Extend this attempt's lease; False when a newer attempt owns the row."""
+    with autocommit(db.engine).connect() as connection:
+        done = connection.execute(
+            update(queue.table)
+            .where(_fenced(queue, row_id, attempt))
+            .values(lease_until=utcnow() + queue.lease(), **values)
+        )
+    return bool(done.rowcount)
+
+
+def record(queue: WorkQueue, row_id: uuid.UUID, attempt: int, **values: Any) -> bool:
+    """Write for this attempt only, with whatever the run wrote, in one commit; False
+    (and the run's writes rolled back) when a newer attempt owns the row."""
+    done = db.session.execute(
+        update(queue.table).where(_fenced(queue, row_id, attempt)).values(**values)
+    )
+    if not done.rowcount:  # type: ignore[attr-defined]
+        db.session.rollback()
+        return False
+    db.session.commit()
+    return True
+
+
+def process(queue_name: str, row_id: uuid.UUID) -> bool:
+    """Claim the row, perform it, record the outcome once. True when it should be retried."""
+    queue, perform = _lookup(queue_name)
+    attempt = claim(queue, row_id)
+    if attempt is None:
+        return False
+    try:
+        with one_transaction():
+            outcome = perform(attempt)
+    except LeaseLost:
+        log.warning("lease_lost", queue=queue.name, id=str(row_id), attempt=attempt.number)
+        return False
+    except Exception as error:
+        return _failed(attempt, error)
+    record(
+        queue,
+        row_id,
+        attempt.number,
+        status=outcome.status,
+        finished_at=utcnow(),
+        lease_until=None,
+        **outcome.values,
+    )
+    return False
+
+
+def _failed(attempt: Attempt, error: Exception) -> bool:
+    """Record a failed run: back to waiting for a retry, or failed for good."""
+    queue = attempt.queue
+    retry = isinstance(error, queue.retry_on) and attempt.number < queue.max_attempts
+    log.warning(
+        "work_failed",
+        queue=queue.name,
+        id=str(attempt.row_id),
+        attempt=attempt.number,
+        error=type(error).__name__,
+        retry=retry,
+        exc_info=not isinstance(error, SQLAlchemyError),
+    )
+    now = utcnow()
+    final = {} if retry else {"status": queue.failed, "finished_at": now}
+    record(
+        queue,
+        attempt.row_id,
+        attempt.number,
+        **{"status": queue.waiting, "enqueued_at": now, **final},
+        lease_until=None,
+        **{queue.error_column: queue.error_text(error)},
+    )
+    return retry
+
+
+def _lookup(queue_name: str) -> tuple[WorkQueue, Perform]:
+    entry = registered(current_app)[queue_name]
+    return entry.queue, entry.perform
+
+
+def relay() -> int:
+    """Send again, for every registered queue, what is not in the queue; how many."""
+    return sum(_relay(entry.queue) for entry in registered(current_app).values())
+
+
+def _relay(queue: WorkQueue) -> int:
+    table, now, lease = queue.table, utcnow(), queue.lease()
+    stale = db.session.scalars(
+        select(table.c.id)
+        .where(
+            or_(
+                and_(
+                    table.c.status == queue.waiting,
+                    or_(
+                        and_(table.c.enqueued_at.is_(None), table.c.created_at < now - RELAY_GRACE),
+                        table.c.enqueued_at < now - queue.resend_after_leases * lease,
+                    ),
+                ),
+                and_(table.c.status == queue.running, table.c.lease_until < now),
+            )
+        )
+        .limit(RELAY_BATCH)
+    ).all()
+    db.session.rollback()
+    return sum(send(queue, row_id) for row_id in stale)
+
+
+# --- Celery -------------------------------------------------------------------------
+
+
+def define_tasks(celery_app: Celery, app: Flask) -> None:
+    """One Celery task per registered queue, named by the queue: run the row, retry with
+    exponential backoff when the run (or the database) says so."""
+    for entry in registered(app).values():
+        _define_task(celery_app, entry.queue)
+
+
+def _define_task(celery_app: Celery, queue: WorkQueue) -> None:
+    def run(task: Task, row_id: str) -> None:
+        try:
+            retry = process(queue.name, uuid.UUID(row_id))
+        except SQLAlchemyError as error:
+            db.session.rollback()
+            raise task.retry(exc=error, countdown=2**task.request.retries) from error
+        if retry:
+            raise task.retry(countdown=2**task.request.retries)
+
+    celery_app.task(name=queue.task_name, bind=True, max_retries=queue.max_attempts + 1)(run)

@@ -1,0 +1,138 @@
+"""What more than one test module needs: accounts, problem bodies, jobs, and waiting.
+
+Test modules import from here (and from the factories), never from one another.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from backoffice.extensions import db
+
+T = TypeVar("T")
+
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production"
+PASSWORD = "correct horse battery staple"
+PROBLEM = "application/problem+json"
+#: The states a job does not leave.
+FINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+# --- waiting ----------------------------------------------------------------
+
+
+def eventually(
+    check: Callable[[], T],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.1,
+) -> T:
+    """Call `check` until `until(result)` holds, and return that result.
+
+    For what another process or the clock decides, when there is no event to await.
+    An exception from `check` (a failed assertion) ends the wait at once; running out
+    of time fails with the last result seen.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if until(result):
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {timeout}s; last result: {result!r}")
+        time.sleep(interval)
+
+
+# --- problem details --------------------------------------------------------
+
+
+def assert_problem(response: Any, status: int, *fields: str) -> dict[str, Any]:
+    """`response` is a complete problem body with `status`, naming exactly `fields`, if any."""
+    assert response.status_code == status
+    assert response.mimetype == PROBLEM
+    body = response.json
+    assert body["status"] == status
+    assert body["instance"] == response.request.path
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert body["type"].startswith("/problems/")
+    assert body["title"]
+    assert body["detail"]
+    if fields:
+        assert {error["field"] for error in body["errors"]} == set(fields)
+    return dict(body)
+
+
+# --- accounts ---------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    """A user made for a test, with the password it was made with."""
+
+    id: uuid.UUID
+    email: str
+    password: str
+    role: str
+
+
+def login(client: FlaskClient, account: Account) -> dict[str, Any]:
+    """Log `account` in; the token response."""
+    response = client.post(
+        "/api/auth/token", json={"email": account.email, "password": account.password}
+    )
+    assert response.status_code == 200, response.json
+    return dict(response.json)
+
+
+def member_client(app: Flask, client: FlaskClient) -> FlaskClient:
+    """A client of `app` that sends what `client` sends: the same caller on another app."""
+    other = app.test_client()
+    other.environ_base.update(client.environ_base)
+    return other
+
+
+# --- the database -----------------------------------------------------------
+
+
+def count_rows(model: type) -> int:
+    """How many rows `model`'s table holds (call inside an app context, e.g. via `in_db`)."""
+    return db.session.scalar(select(func.count()).select_from(model)) or 0
+
+
+# --- background work --------------------------------------------------------
+
+
+def start_job(client: FlaskClient, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Submit a job; its URL and the 202 body."""
+    response = client.post("/api/jobs", json=body)
+    assert response.status_code == 202, response.json
+    assert response.json["status"] == "queued"
+    assert response.headers["Location"] == f"/api/jobs/{response.json['id']}"
+    return response.headers["Location"], dict(response.json)
+
+
+def wait_for_job(client: FlaskClient, url: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll the job until it has finished (the worker may still be starting)."""
+    return eventually(
+        lambda: dict(client.get(url).json), lambda job: job["status"] in FINAL, timeout=timeout
+    )
+
+
+def wait_for_event(
+    client: FlaskClient, event_id: str, status: str, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Poll the webhook event until it has `status` (the worker may still be starting)."""
+    return eventually(
+        lambda: dict(client.get(f"/api/webhooks/events/{event_id}").json),
+        lambda event: event["status"] == status,
+        timeout=timeout,
+    )

@@ -1,0 +1,205 @@
+"""The leased-work engine (`backoffice.work`), the same tests for every queue.
+
+Each test runs for jobs and for webhook events, with the test-only `slow` kind of work
+that `tests.testing_worker` registers: it records each start and end in a trace file,
+so a test counts how many times the work ran. Faults are real: a broker that does not
+answer, a message that never reaches a worker, a worker killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from apiflask import APIFlask
+from sqlalchemy import update
+
+from backoffice import work
+from backoffice.database import utcnow
+from backoffice.extensions import db
+from backoffice.jobs import service as jobs
+from backoffice.jobs.models import Job
+from backoffice.transactions import commit
+from backoffice.webhooks import service as webhooks
+from backoffice.webhooks.models import WebhookEvent
+from tests.support import eventually
+
+#: A port nothing listens on: publishing there fails at once.
+DEAD_BROKER = "redis://127.0.0.1:1/0"
+QUEUES = {"jobs": jobs.QUEUE, "webhooks": webhooks.QUEUE}
+FINISHED = {"succeeded", "processed", "failed", "ignored"}
+SUCCEEDED = {"jobs": "succeeded", "webhooks": "processed"}
+
+
+@pytest.fixture(params=sorted(QUEUES))
+def queue(request: pytest.FixtureRequest) -> work.WorkQueue:
+    return QUEUES[request.param]
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    path = tmp_path / "trace.txt"
+    path.touch()
+    return path
+
+
+def accept(
+    app: APIFlask, queue: work.WorkQueue, owner: uuid.UUID, spec: dict[str, Any]
+) -> uuid.UUID:
+    """Accept a `slow` row the way the services do: committed, then sent."""
+    with app.app_context():
+        if queue is jobs.QUEUE:
+            row: Job | WebhookEvent = Job(
+                user_id=owner, type="slow", input=spec, status=queue.waiting
+            )
+        else:
+            row = WebhookEvent(
+                source="default",
+                delivery_id=uuid.uuid4().hex,
+                event_type="slow",
+                payload=spec,
+                raw_body=orjson.dumps(spec),
+                status=queue.waiting,
+            )
+        db.session.add(row)
+        db.session.flush()
+        work.send_after_commit(queue, row.id)
+        commit()
+        return row.id
+
+
+def state(in_db: Callable[..., Any], queue: work.WorkQueue, row_id: uuid.UUID) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        table = queue.table
+        row = db.session.execute(table.select().where(table.c.id == row_id)).one()
+        return dict(row._mapping)
+
+    return dict(in_db(read))
+
+
+def wait_until(
+    in_db: Callable[..., Any],
+    queue: work.WorkQueue,
+    row_id: uuid.UUID,
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float = 60,
+) -> dict[str, Any]:
+    return eventually(lambda: state(in_db, queue, row_id), done, timeout=timeout)
+
+
+def finished(row: dict[str, Any]) -> bool:
+    return row["status"] in FINISHED
+
+
+def runs(trace: Path) -> list[str]:
+    return trace.read_text().split()
+
+
+def test_work_accepted_while_the_broker_is_down_is_done_once(
+    queue, make_app, database_url, worker, member, trace, in_db
+):
+    down = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=DEAD_BROKER)
+    row_id = accept(down, queue, member.id, {"trace": str(trace)})
+    assert state(in_db, queue, row_id)["enqueued_at"] is None  # the send failed
+    # The worker's relay finds the accepted, never-sent row and sends it itself.
+    row = wait_until(in_db, queue, row_id, finished)
+    assert row["status"] == SUCCEEDED[queue.name]
+    assert row["attempts"] == 1
+    assert row["enqueued_at"] is not None
+    assert runs(trace) == ["start", "end"]
+
+
+def test_a_lost_message_is_sent_again_after_several_leases_and_done_once(
+    queue, app, make_app, database_url, worker, member, trace, tmp_path, in_db
+):
+    # Sent to a broker no worker reads: as good as a message lost on the way.
+    unread = make_app(
+        DATABASE_URL=database_url, CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'lost.db'}"
+    )
+    row_id = accept(unread, queue, member.id, {"trace": str(trace)})
+    sent = state(in_db, queue, row_id)
+    assert sent["enqueued_at"] is not None
+    with app.app_context():  # not yet: a busy queue also leaves sent rows waiting
+        assert work.relay() == 0
+
+    def lose_it_long_ago() -> None:
+        lease = timedelta(seconds=app.config[queue.lease_setting])
+        table = queue.table
+        db.session.execute(
+            update(table)
+            .where(table.c.id == row_id)
+            .values(enqueued_at=utcnow() - (queue.resend_after_leases + 1) * lease)
+        )
+        db.session.commit()
+
+    in_db(lose_it_long_ago)
+    row = wait_until(in_db, queue, row_id, finished)
+    assert row["status"] == SUCCEEDED[queue.name]
+    assert row["attempts"] == 1
+    assert row["enqueued_at"] > sent["enqueued_at"]
+    assert runs(trace) == ["start", "end"]
+
+
+def test_work_whose_worker_is_killed_mid_run_is_done_again_exactly_once(
+    queue, make_app, database_url, worker, start_worker, member, trace, tmp_path, in_db
+):
+    broker = f"sqla+sqlite:///{tmp_path / 'dedicated.db'}"
+    dedicated = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=broker)
+    doomed = start_worker(CELERY_BROKER_URL=broker)
+    row_id = accept(dedicated, queue, member.id, {"trace": str(trace), "steps": 20, "step": 0.2})
+    eventually(lambda: runs(trace), lambda seen: seen == ["start"], interval=0.05)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    assert state(in_db, queue, row_id)["status"] == queue.running  # its claim remains
+    # Once the lease runs out, the session worker's relay sends it again.
+    row = wait_until(in_db, queue, row_id, finished, timeout=120)
+    assert row["status"] == SUCCEEDED[queue.name]
+    assert row["attempts"] == 2
+    assert runs(trace) == ["start", "start", "end"]
+
+
+def test_a_run_longer_than_its_lease_renews_it_and_runs_once(
+    queue, app, make_app, database_url, worker, start_worker, member, trace, in_db
+):
+    start_worker()  # a second, idle worker that would take an expired lease
+    lease = app.config[queue.lease_setting]
+    spec = {"trace": str(trace), "steps": 4 * lease, "step": 0.5}  # twice the lease
+    row_id = accept(app, queue, member.id, spec)
+    row = wait_until(in_db, queue, row_id, finished, timeout=120)
+    assert row["status"] == SUCCEEDED[queue.name]
+    assert row["attempts"] == 1
+    assert runs(trace) == ["start", "end"]
+
+
+def test_claims_are_fenced_by_attempt_and_status(
+    queue, make_app, database_url, member, trace, tmp_path
+):
+    unread = make_app(
+        DATABASE_URL=database_url, CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'unread.db'}"
+    )
+    row_id = accept(unread, queue, member.id, {"trace": str(trace)})
+    with unread.app_context():  # a requeue sends to the broker no worker reads
+        first = work.claim(queue, row_id)
+        assert first is not None
+        assert work.claim(queue, row_id) is None  # the lease is live
+        table = queue.table
+        db.session.execute(update(table).where(table.c.id == row_id).values(lease_until=utcnow()))
+        db.session.commit()
+        second = work.claim(queue, row_id)  # the first attempt is presumed dead
+        assert second is not None
+        assert second.number == first.number + 1
+        with pytest.raises(work.LeaseLost):
+            first.renew()
+        assert not work.record(queue, row_id, first.number, status=queue.failed)
+        second.renew()
+        # Made to wait again (a replay): the running attempt can no longer record.
+        assert work.requeue(queue, row_id)
+        assert not work.record(queue, row_id, second.number, status=queue.failed)
+        row = db.session.execute(table.select().where(table.c.id == row_id)).one()
+        assert (row.status, row.attempts) == (queue.waiting, second.number)

@@ -1,0 +1,46 @@
+"""The production worker (`backoffice.worker`) plus one test-only kind of work per queue.
+
+`celery -A tests.testing_worker worker` runs everything the real worker runs, and also
+`slow` jobs and `slow` webhook events: they take `steps` steps of `step` seconds,
+renewing their lease after each, and append `start` and `end` lines to the file their
+input names, so a test can count how many times the work ran and finished.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from backoffice import work
+from backoffice.jobs import service as jobs
+from backoffice.webhooks import service as webhooks
+from backoffice.worker import app, flask_app
+
+__all__ = ["app"]
+
+
+def slow_work(spec: dict[str, Any], renew: Any) -> None:
+    trace = Path(spec["trace"])
+    with trace.open("a") as out:
+        out.write("start\n")
+    for step in range(spec.get("steps", 0)):
+        time.sleep(spec.get("step", 0.1))
+        renew(step)
+    with trace.open("a") as out:
+        out.write("end\n")
+
+
+def slow_runner(job_input: dict[str, Any], progress: jobs.Progress) -> tuple[dict[str, Any], None]:
+    slow_work(job_input, lambda step: progress(min(99, step)))
+    return {"slow": True}, None
+
+
+def slow_handler(payload: dict[str, Any], attempt: work.Attempt) -> None:
+    slow_work(payload, lambda _: attempt.renew())
+
+
+jobs.init_runners(flask_app, {**flask_app.extensions["job_runners"], "slow": slow_runner})
+webhooks.init_handlers(
+    flask_app, {**flask_app.extensions["webhook_handlers"], "slow": slow_handler}
+)
