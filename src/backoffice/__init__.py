@@ -23,6 +23,7 @@ from backoffice.framework_internals import skip_app_wide_rate_limit_check
 from backoffice.health import routes as health
 from backoffice.health.service import VERSION
 from backoffice.items import routes as items
+from backoffice.items import service as items_service
 from backoffice.jobs import routes as jobs
 from backoffice.jobs import runners
 from backoffice.jobs import service as jobs_service
@@ -30,6 +31,8 @@ from backoffice.jobs.models import JobType
 from backoffice.json_provider import NoSessions, OrjsonProvider
 from backoffice.observability import configure_logging, init_request_logging
 from backoffice.openapi import init_openapi
+from backoffice.orders import routes as orders
+from backoffice.orders import service as orders_service
 from backoffice.queue import celery_init_app
 from backoffice.todos import routes as todos
 from backoffice.users import routes as users
@@ -83,7 +86,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     init_openapi(app)
     register_error_handlers(app)
     _register_blueprints(app)
-    _register_work(app)
+    _wire_registries(app)
     celery_init_app(app)
     register_commands(app)
     return app
@@ -95,6 +98,7 @@ def _register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(health.readiness_bp, url_prefix=prefix)
     app.register_blueprint(users.bp, url_prefix=prefix)
     app.register_blueprint(items.bp, url_prefix=prefix)
+    app.register_blueprint(orders.bp, url_prefix=prefix)
     app.register_blueprint(todos.bp, url_prefix=prefix)
     app.register_blueprint(jobs.bp, url_prefix=prefix)
     app.register_blueprint(webhooks.bp, url_prefix=prefix)
@@ -103,10 +107,10 @@ def _register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(auth.bp, url_prefix=prefix)
 
 
-def _register_work(app: APIFlask) -> None:
+def _wire_registries(app: APIFlask) -> None:
     """What each kind of background work does, in one table the web process and the
     worker share: a job type without a runner fails here, an event type without a
-    handler ends `ignored`."""
+    handler ends `ignored`. And who holds items (open orders), asked before a delete."""
     jobs_service.init_runners(
         app,
         {
@@ -114,7 +118,8 @@ def _register_work(app: APIFlask) -> None:
             JobType.INVENTORY_REPORT: runners.inventory_report,
         },
     )
-    webhooks_service.init_handlers(app, {})
+    webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})
+    items_service.init_holders(app, [orders_service.open_orders_holding])
 
 
 def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:

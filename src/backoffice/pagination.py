@@ -9,6 +9,7 @@ tamper with it; a bad one is a 400.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import urlencode
@@ -16,7 +17,7 @@ from urllib.parse import urlencode
 from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import Field
-from sqlalchemy import Row, Select
+from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backoffice.errors import BadRequest
@@ -62,11 +63,16 @@ def paginate(
     key: InstrumentedAttribute[uuid.UUID],
     limit: int,
     cursor: str | None,
-) -> Page[Row[Any]]:
-    """One page of `query`'s rows, newest first, resuming after `cursor`."""
+    fetch: Callable[[Select[Any]], Sequence[Any]] = read_rows,
+) -> Page[Any]:
+    """One page of `query`'s rows, newest first, resuming after `cursor`.
+
+    Rows come from `fetch`: plain rows by default; a capability whose pages carry related
+    objects (an order's lines) passes a fetch through the ORM session instead.
+    """
     if cursor is not None:
         query = query.where(key < decode_cursor(kind, cursor))
-    rows = read_rows(query.order_by(key.desc()).limit(limit + 1))
+    rows = fetch(query.order_by(key.desc()).limit(limit + 1))
     if len(rows) <= limit:
         return Page(list(rows), None)
     page = list(rows[:limit])

@@ -62,6 +62,11 @@ class LeasedWorkMixin:
     finished_at: Mapped[datetime | None]
 
 
+class Rejected(Exception):  # an outcome, not a bug
+    """This work can never succeed (e.g. an event about an order that does not exist):
+    fail it now with this message instead of retrying. The message is recorded as is."""
+
+
 class LeaseLost(Exception):  # a condition, not a bug
     """This attempt no longer owns the row: a newer claim took it over."""
 
@@ -277,7 +282,10 @@ def process(queue_name: str, row_id: uuid.UUID) -> bool:
 def _failed(attempt: Attempt, error: Exception) -> bool:
     """Record a failed run: back to waiting for a retry, or failed for good."""
     queue = attempt.queue
-    retry = isinstance(error, queue.retry_on) and attempt.number < queue.max_attempts
+    rejected = isinstance(error, Rejected)
+    retry = (
+        not rejected and isinstance(error, queue.retry_on) and attempt.number < queue.max_attempts
+    )
     log.warning(
         "work_failed",
         queue=queue.name,
@@ -285,7 +293,7 @@ def _failed(attempt: Attempt, error: Exception) -> bool:
         attempt=attempt.number,
         error=type(error).__name__,
         retry=retry,
-        exc_info=not isinstance(error, SQLAlchemyError),
+        exc_info=not isinstance(error, SQLAlchemyError | Rejected),
     )
     now = utcnow()
     final = {} if retry else {"status": queue.failed, "finished_at": now}
@@ -295,7 +303,7 @@ def _failed(attempt: Attempt, error: Exception) -> bool:
         attempt.number,
         **{"status": queue.waiting, "enqueued_at": now, **final},
         lease_until=None,
-        **{queue.error_column: queue.error_text(error)},
+        **{queue.error_column: str(error)[:1000] if rejected else queue.error_text(error)},
     )
     return retry
 

@@ -10,12 +10,14 @@ from backoffice.users.models import Role
 
 #: What a caller may be allowed to touch. A JWT carries every scope its role allows; an
 #: API key carries the scopes it was created with, never more than its owner's role.
-Scope = Literal["admin", "items", "jobs", "todos", "users"]
+Scope = Literal["admin", "items", "orders", "jobs", "todos", "tools", "users"]
 ALL_SCOPES: frozenset[str] = frozenset(get_args(Scope))
 SCOPE_DESCRIPTIONS: dict[str, str] = {
     "items": "Read and write inventory items",
     "jobs": "Start and follow your background jobs",
+    "orders": "Place, read and cancel your orders",
     "todos": "Your own todos",
+    "tools": "Text processing, division and the chat gateway (and your chat usage)",
     "users": "Your own user",
     "admin": "Every user and every admin view (admins only)",
 }

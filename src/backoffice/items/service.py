@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, bindparam, func, insert, select
+from flask import Flask, current_app
+from sqlalchemy import Row, Select, Table, bindparam, func, insert, select, update
 
 from backoffice import transactions
-from backoffice.errors import NotFound
+from backoffice.database import utcnow
+from backoffice.errors import Conflict, NotFound, ValidationFailed
 from backoffice.extensions import db
 from backoffice.items.models import Item
 from backoffice.pagination import Page, paginate
@@ -80,10 +83,121 @@ def update_item(
 
 
 def delete_item(item_id: uuid.UUID, expected_version: int | None = None) -> None:
+    """Delete the item, unless another capability still holds it (an open order).
+
+    A hold taken while this runs (stock taken by an order) bumps the item's version, so
+    the versioned DELETE misses and the caller is told the item changed (409/412).
+    """
     item = _load(item_id)
     require_version("item", item_id, item.version, expected_version)
+    for holder in current_app.extensions.get("item_holders", ()):
+        reason = holder(item_id)
+        if reason is not None:
+            raise Conflict(f"The item cannot be deleted: {reason}.")
     db.session.delete(item)
     commit_versioned("item", item_id)
+
+
+#: Asked before an item is deleted: why another capability still needs it, or None.
+Holder = Callable[[uuid.UUID], str | None]
+
+
+def init_holders(app: Flask, holders: Sequence[Holder]) -> None:
+    """Register who may hold items (from `create_app()`): items know no other capability."""
+    app.extensions["item_holders"] = tuple(holders)
+
+
+@dataclass(frozen=True)
+class Shortage:
+    item_id: uuid.UUID
+    requested: int
+    available: int
+
+
+class OutOfStock(Conflict):
+    """Some items do not have the units asked for; nothing was taken."""
+
+    def __init__(self, shortages: list[Shortage]) -> None:
+        named = ", ".join(f"{s.item_id} ({s.available} of {s.requested})" for s in shortages)
+        super().__init__(
+            f"Not enough stock for {named}; nothing was taken.",
+            shortages=[
+                {"item_id": str(s.item_id), "requested": s.requested, "available": s.available}
+                for s in shortages
+            ],
+        )
+
+
+class UnknownItems(ValidationFailed):
+    """Some items asked for do not exist; nothing was taken."""
+
+    def __init__(self, item_ids: list[uuid.UUID], field: str = "lines") -> None:
+        super().__init__(
+            f"No such item: {', '.join(map(str, item_ids))}.",
+            errors=[{"field": field, "message": f"no item {item_id}"} for item_id in item_ids],
+            item_ids=[str(item_id) for item_id in item_ids],
+        )
+
+
+#: One conditional UPDATE per item: the row is taken only while enough is left, so two
+#: buyers racing for the last units cannot both get them (the row lock orders them).
+TAKE = (
+    update(ITEMS)
+    .where(ITEMS.c.id == bindparam("item_id"), ITEMS.c.quantity >= bindparam("units"))
+    .values(
+        quantity=ITEMS.c.quantity - bindparam("units"),
+        version=ITEMS.c.version + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(ITEMS.c.id, ITEMS.c.name)
+)
+PUT_BACK = (
+    update(ITEMS)
+    .where(ITEMS.c.id == bindparam("item_id"))
+    .values(
+        quantity=ITEMS.c.quantity + bindparam("units"),
+        version=ITEMS.c.version + 1,
+        updated_at=bindparam("now"),
+    )
+)
+
+
+def take_stock(wanted: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, str]:
+    """Take `wanted[item]` units of every item in the caller's transaction, all or none.
+
+    Items are taken in id order, so concurrent orders lock rows in the same order and
+    never deadlock. Returns each item's name. Raises (after rolling back what was taken)
+    `UnknownItems` when an item does not exist, else `OutOfStock` naming each short item.
+    """
+    now, names, short = utcnow(), {}, []
+    for item_id in sorted(wanted):
+        row = db.session.execute(
+            TAKE, {"item_id": item_id, "units": wanted[item_id], "now": now}
+        ).first()
+        if row is None:
+            short.append(item_id)
+        else:
+            names[item_id] = row.name
+    if short:
+        db.session.rollback()
+        found = db.session.execute(
+            select(ITEMS.c.id, ITEMS.c.quantity).where(ITEMS.c.id.in_(short))
+        ).all()
+        available: dict[uuid.UUID, int] = {row.id: row.quantity for row in found}
+        db.session.rollback()
+        unknown = [item_id for item_id in short if item_id not in available]
+        if unknown:
+            raise UnknownItems(unknown)
+        raise OutOfStock([Shortage(i, wanted[i], available[i]) for i in short])
+    return names
+
+
+def return_stock(units: Mapping[uuid.UUID, int]) -> None:
+    """Put units back on the shelf, in the caller's transaction (items deleted since are
+    skipped: there is no shelf to return them to)."""
+    now = utcnow()
+    for item_id in sorted(units):
+        db.session.execute(PUT_BACK, {"item_id": item_id, "units": units[item_id], "now": now})
 
 
 def count_items() -> int:
