@@ -23,7 +23,7 @@ from typing import Any
 import redis
 from sqlalchemy.engine import make_url
 
-from bench import database, webhooks
+from bench import database, orders, webhooks
 from bench.apps import FLASK, RAW, App, backoffice
 from bench.load import Result, warm_up, wrk, wrk_params
 from bench.report import Measurement, checks, machine, print_table, rows, write
@@ -102,10 +102,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fixtures = database.fixtures(env)
     LOGS.mkdir(exist_ok=True)
     webhooks.prepare(LOGS)
+    catalogue = orders.prepare(env, LOGS)
     apps = (backoffice(fixtures), RAW, FLASK)
     with ExitStack() as stack:
         measured = measure_all(args, apps, serve_all(stack, args.server, apps, env))
-    table, found = rows(measured), checks(measured)
+    oversold = orders.oversold(env, catalogue)
+    table, found = rows(measured), checks(measured, oversold)
     print_table(table, found)
     return {
         "server": settings(args.server),

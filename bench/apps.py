@@ -30,6 +30,7 @@ def backoffice(fixtures: Fixtures) -> App:
             Endpoint("list", "GET /api/items?limit=25", "/api/items?limit=25", None, auth),
             Endpoint("deep", f"GET /api/items?limit=25 ({DEEP_ROWS:,} deep)", deep, None, auth),
             Endpoint("create", "POST /api/items", "/api/items", "post_item.lua", auth),
+            Endpoint("order", "POST /api/orders (one line)", "/api/orders", "post_order.lua", auth),
             Endpoint(
                 "webhook",
                 "POST /api/webhooks/bench (signed)",
@@ -54,4 +55,4 @@ FLASK = App(
 )
 
 #: The Flask reference endpoint each Backoffice endpoint is compared to (default: same key).
-FLASK_MATCH = {"deep": "list", "webhook": "create"}
+FLASK_MATCH = {"deep": "list", "webhook": "create", "order": "create"}

@@ -77,9 +77,13 @@ def _check(name: str, value: float, relation: str, target: float) -> dict[str, A
     }
 
 
-def checks(measured: Sequence[Measurement]) -> list[dict[str, Any]]:
+def checks(measured: Sequence[Measurement], oversold: int) -> list[dict[str, Any]]:
     ours, flask = _by_key(measured, "backoffice"), _by_key(measured, "flask")
     return [
+        _check(
+            "order create req/s / item create's", ours["order"].rps / ours["create"].rps, ">=", 0.5
+        ),
+        _check("catalogue items oversold after the run", oversold, "<=", 0),
         _check("deep page p50 / first page p50", ours["deep"].p50 / ours["list"].p50, "<=", 1.5),
         _check("item read req/s / flask's", ours["item"].rps / flask["item"].rps, ">=", 0.4),
         _check("item write req/s / flask's", ours["create"].rps / flask["create"].rps, ">=", 0.3),

@@ -7,6 +7,7 @@ expired, tampered, `alg: none`).
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -60,6 +61,12 @@ CASES = [
     ),
     Case("PATCH", "/api/items/{item}", everyone(200), {"quantity": 2}),
     Case("DELETE", "/api/items/{item}", everyone(204)),
+    Case("POST", "/api/orders", everyone(201), {"lines": [{"item_id": "{item}", "quantity": 1}]}),
+    Case("GET", "/api/orders", everyone(200)),
+    Case("GET", "/api/orders/{order}", owner_or_admin(200)),
+    Case("POST", "/api/orders/{order}/cancel", owner_or_admin(200)),
+    # Only admins fulfil, and only a paid order: this one is pending.
+    Case("POST", "/api/orders/{order}/fulfil", {**everyone(403), "admin": 409}),
     Case("GET", "/api/users", {**everyone(403), "admin": 200}),
     Case("GET", "/api/users/me", everyone(200)),
     Case("GET", "/api/users/{owner}", owner_or_admin(200)),
@@ -128,8 +135,14 @@ def job(make_app, database_url, tmp_path, client) -> str:
 def test_authorization(anonymous, client, member, callers, job, case, caller):
     item = client.post("/api/items", json={"name": "Target"}).json["id"]
     todo = client.post("/api/todos", json={"task": "Target"}).json["id"]
-    path = case.path.format(item=item, todo=todo, job=job, owner=member.id, missing=uuid.uuid4())
-    response = anonymous.open(path, method=case.method, json=case.body, headers=callers[caller])
+    stocked = client.post("/api/items", json={"name": "Stocked", "quantity": 10}).json["id"]
+    lines = [{"item_id": stocked, "quantity": 1}]
+    order = client.post("/api/orders", json={"lines": lines}).json["id"]
+    path = case.path.format(
+        item=item, todo=todo, job=job, order=order, owner=member.id, missing=uuid.uuid4()
+    )
+    body = json.loads(json.dumps(case.body).replace("{item}", stocked)) if case.body else case.body
+    response = anonymous.open(path, method=case.method, json=body, headers=callers[caller])
     expected = case.expected[caller]
     if expected >= 400:
         assert_problem(response, expected)

@@ -84,7 +84,7 @@ def test_openapi_document_describes_who_may_call_what(client):
     ]
     flow = schemes["OAuth2PasswordFlow"]["flows"]["password"]
     assert flow["tokenUrl"] == "/api/auth/token"
-    assert set(flow["scopes"]) == {"items", "jobs", "todos", "users", "admin"}
+    assert set(flow["scopes"]) == {"items", "orders", "jobs", "todos", "tools", "users", "admin"}
     assert {"401", "403"} <= set(items["responses"])
     users = spec["paths"]["/api/users"]["get"]
     assert {"ApiKeyAuth": ["admin"]} in users["security"]

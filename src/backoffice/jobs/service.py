@@ -20,6 +20,7 @@ from backoffice.database import utcnow
 from backoffice.errors import Conflict, NotFound
 from backoffice.extensions import db
 from backoffice.jobs.models import Job, JobStatus, JobType
+from backoffice.ownership import visible_to
 from backoffice.pagination import Page, paginate
 from backoffice.transactions import commit
 
@@ -69,10 +70,7 @@ def create_job(user_id: uuid.UUID, job_type: str, job_input: dict[str, Any]) -> 
 
 
 def visible_job(job_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> Job:
-    job = db.session.get(Job, job_id)
-    if job is None or (job.user_id != viewer_id and not viewer_is_admin):
-        raise NotFound("job", job_id)
-    return job
+    return visible_to(Job, "job", job_id, viewer_id, viewer_is_admin)
 
 
 def list_jobs(

@@ -20,6 +20,7 @@ from backoffice.extensions import db
 from backoffice.items import service as items
 from backoffice.orders.models import Order, OrderLine, OrderStatus
 from backoffice.orders.schemas import MAX_UNITS
+from backoffice.ownership import visible_to
 from backoffice.pagination import Page, paginate
 from backoffice.transactions import commit
 from backoffice.versioning import commit_versioned, require_version
@@ -65,10 +66,7 @@ def place_order(
 
 
 def visible_order(order_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> Order:
-    order = db.session.get(Order, order_id)
-    if order is None or (order.user_id != viewer_id and not viewer_is_admin):
-        raise NotFound("order", order_id)
-    return order
+    return visible_to(Order, "order", order_id, viewer_id, viewer_is_admin)
 
 
 def list_orders(
