@@ -1,7 +1,7 @@
 """orders and their lines: stock taken by a person, paid by a webhook event
 
 Revision ID: a1e7c3b9d2f4
-Revises: 5c0f3a9d7e21
+Revises: b7d4e2a9c6f1
 Create Date: 2026-11-22 02:57:41.696902
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a1e7c3b9d2f4'
-down_revision = '5c0f3a9d7e21'
+down_revision = 'b7d4e2a9c6f1'
 branch_labels = None
 depends_on = None
 

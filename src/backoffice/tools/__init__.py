@@ -1,0 +1,1 @@
+"""Tools: `{prefix}/process`, `{prefix}/divide`, and the chat gateway `{prefix}/chat`."""

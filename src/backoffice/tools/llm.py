@@ -1,0 +1,397 @@
+"""The chat gateway's HTTP client: an OpenAI-compatible `/v1/chat/completions`, over one
+pooled httpx client per process.
+
+Whatever goes wrong upstream leaves this module as one of our problems, in our words:
+not configured (503), no answer in time (504), or an error status, garbage, the wrong
+shape or no connection at all (502). The model server's own error text and our API key
+never leave it, neither in a problem nor in a log line. Every call writes one `llm_call`
+log line with the upstream status, the latency, the attempts and the outcome.
+
+Retries: one, and only when the connection could not be made (`httpx.ConnectError`: the
+request was never sent). A timeout or a failure after the request went out is not
+retried: the model server may be working on it, and the tokens are spent either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar, cast
+
+import httpx
+import orjson
+import structlog
+from flask import Flask, current_app
+from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
+
+from backoffice.errors import APIError, ServiceUnavailable
+
+log = structlog.get_logger(__name__)
+
+COMPLETIONS_PATH = "/v1/chat/completions"
+#: A non-streamed answer larger than this is refused (502) rather than held in memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+#: Per process. A Granian worker serves 4 requests at a time, so this is never the limit;
+#: it only bounds what a runaway could open.
+POOL_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
+#: One retry, when no connection could be made.
+CONNECT_ATTEMPTS = 2
+
+#: `{"role": "system" | "user", "content": "..."}`
+Message = Mapping[str, str]
+
+
+# --- the problems -------------------------------------------------------------------
+
+
+class ChatNotConfigured(ServiceUnavailable):
+    slug = "chat-not-configured"
+
+    def __init__(self) -> None:
+        super().__init__("The chat gateway is not configured on this server (LLM_BASE_URL).")
+
+
+class ModelServerBusy(ServiceUnavailable):
+    """Every pooled connection is in use: nothing was sent."""
+
+    slug = "model-server-busy"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Too many chat calls are in flight on this server; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+
+class ModelServerError(APIError):
+    status, slug = 502, "model-server-error"
+
+
+class ModelServerTimeout(APIError):
+    status, slug = 504, "model-server-timeout"
+
+
+# --- what the model server answers ----------------------------------------------------
+
+#: PostgreSQL's INTEGER, where usage is stored: a larger count is a wrong answer.
+Tokens = Annotated[StrictInt, Field(ge=0, le=2_147_483_647)]
+
+
+class _Usage(BaseModel):
+    prompt_tokens: Tokens | None = None
+    completion_tokens: Tokens | None = None
+    total_tokens: Tokens | None = None
+
+
+class _Message(BaseModel):
+    content: StrictStr
+
+
+class _Choice(BaseModel):
+    message: _Message
+
+
+class _Completion(BaseModel):
+    choices: Annotated[list[_Choice], Field(min_length=1)]
+    usage: _Usage | None = None
+
+
+class _Delta(BaseModel):
+    content: StrictStr | None = None
+
+
+class _StreamChoice(BaseModel):
+    delta: _Delta = _Delta()
+
+
+class _Chunk(BaseModel):
+    """One streamed event. `choices` is required (an in-stream error object has none);
+    the last chunk before `[DONE]` carries `usage` and no choices."""
+
+    choices: list[_StreamChoice]
+    usage: _Usage | None = None
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """What a call spent, as the model server counted it (None: not reported)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+    @classmethod
+    def of(cls, usage: _Usage | None) -> TokenUsage:
+        if usage is None:
+            return cls()
+        total = usage.total_tokens
+        if total is None and None not in (usage.prompt_tokens, usage.completion_tokens):
+            total = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+        return cls(usage.prompt_tokens, usage.completion_tokens, total)
+
+
+@dataclass(frozen=True)
+class Completion:
+    content: str
+    usage: TokenUsage
+
+
+#: What a stream yields: each delta of the answer's text, then one `TokenUsage`, last.
+StreamPart = str | TokenUsage
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], raw: str | bytes) -> M:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:
+        # Not JSON, or not the shape: either way the server is not speaking the protocol.
+        raise ModelServerError(
+            "The model server's answer was not a chat completion this gateway understands."
+        ) from None
+
+
+def _event_data(lines: Iterator[str]) -> Iterator[str]:
+    """The `data` of each server-sent event (data lines joined by newlines); comments and
+    other fields are skipped."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value.removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+# --- the client -------------------------------------------------------------------------
+
+
+@dataclass
+class _CallLog:
+    """What the `llm_call` log line says about one call."""
+
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+    attempts: int = 0
+    upstream_status: int | None = None
+    outcome: str = "completed"
+    reason: str | None = None
+
+
+class ChatGateway:
+    """The model server as this process sees it: its settings and one pooled client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        model: str,
+        timeout: float,
+        connect_timeout: float,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.model = model
+        self._api_key = api_key
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout)
+        #: For tests that need a connection to fail: a transport wrapping the real one.
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ChatGateway:
+        return cls(
+            config["LLM_BASE_URL"],
+            config["LLM_API_KEY"],
+            config["LLM_MODEL"],
+            config["LLM_TIMEOUT"],
+            config["LLM_CONNECT_TIMEOUT"],
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+    def http_client(self) -> httpx.Client:
+        """This process's client, made on first use: a server that forks its workers after
+        loading the app gives each worker its own pool, never a copy of the parent's."""
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+                self._client = httpx.Client(
+                    base_url=self.base_url,
+                    headers=headers,
+                    timeout=self._timeout,
+                    limits=POOL_LIMITS,
+                    transport=self._transport,
+                )
+                self._pid = os.getpid()
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+    # --- calls --------------------------------------------------------------------
+
+    def complete(self, messages: list[Message]) -> Completion:
+        """One whole answer."""
+        with self._call(stream=False) as call:
+            response = self._send(messages, call, stream=False)
+            try:
+                body = _read_capped(response)
+            finally:
+                response.close()
+            completion = _parse(_Completion, body)
+            return Completion(
+                completion.choices[0].message.content, TokenUsage.of(completion.usage)
+            )
+
+    def open_stream(self, messages: list[Message]) -> Generator[StreamPart, None, None]:
+        """Send a streamed request and wait for the status line; then read the deltas as
+        they arrive. Problems before the first delta are raised here (so the client gets a
+        real 502/504); later ones are raised while iterating. Closing the generator closes
+        the upstream request."""
+        parts = self._stream(messages)
+        next(parts)  # runs up to the checked status line (yielding None), or raises
+        return cast(Generator[StreamPart, None, None], parts)
+
+    def _stream(self, messages: list[Message]) -> Generator[StreamPart | None, None, None]:
+        with self._call(stream=True) as call:
+            response = self._send(messages, call, stream=True)
+            try:
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    raise ModelServerError("The model server did not answer with a stream.")
+                yield None
+                usage: _Usage | None = None
+                for data in _event_data(response.iter_lines()):
+                    if data == "[DONE]":
+                        break
+                    chunk = _parse(_Chunk, data)
+                    usage = chunk.usage or usage
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+                else:
+                    raise ModelServerError(
+                        "The model server ended the stream before the answer was complete."
+                    )
+            finally:
+                response.close()
+            yield TokenUsage.of(usage)
+
+    def _send(self, messages: list[Message], call: _CallLog, *, stream: bool) -> httpx.Response:
+        if not self.configured:
+            raise ChatNotConfigured
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        client = self.http_client()
+        request = client.build_request(
+            "POST",
+            COMPLETIONS_PATH,
+            content=orjson.dumps(body),
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream" if stream else "application/json",
+            },
+        )
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            call.attempts = attempt
+            try:
+                response = client.send(request, stream=True)
+                break
+            except httpx.ConnectError:
+                if attempt == CONNECT_ATTEMPTS:
+                    raise
+        call.upstream_status = response.status_code
+        if response.status_code != 200:
+            response.close()
+            raise ModelServerError("The model server answered with an error.")
+        return response
+
+    @contextmanager
+    def _call(self, *, stream: bool) -> Iterator[_CallLog]:
+        """Turn what httpx raises into our problems, and log the call once it is over."""
+        call = _CallLog(stream=stream)
+        try:
+            yield call
+        except ChatNotConfigured:
+            raise  # nothing was sent: nothing to log
+        except httpx.PoolTimeout:
+            call.outcome, call.reason = "busy", "pool_timeout"
+            raise ModelServerBusy from None
+        except httpx.TimeoutException as error:
+            call.outcome, call.reason = "timed_out", type(error).__name__
+            raise ModelServerTimeout(
+                "The model server did not answer in time."
+                if call.upstream_status is None
+                else "The model server stopped sending the answer."
+            ) from None
+        except httpx.ConnectError:
+            call.outcome, call.reason = "failed", "ConnectError"
+            raise ModelServerError("The model server could not be reached.") from None
+        except httpx.HTTPError as error:
+            call.outcome, call.reason = "failed", type(error).__name__
+            raise ModelServerError(
+                "The connection to the model server failed."
+                if call.upstream_status is None
+                else "The model server broke off the answer."
+            ) from None
+        except ModelServerError as error:
+            call.outcome, call.reason = "failed", error.detail
+            raise
+        except GeneratorExit:
+            call.outcome = "cancelled"  # the client went away mid-stream
+            raise
+        finally:
+            if call.attempts:
+                self._log(call)
+
+    def _log(self, call: _CallLog) -> None:
+        level = log.info if call.outcome in {"completed", "cancelled"} else log.warning
+        level(
+            "llm_call",
+            model=self.model,
+            stream=call.stream,
+            upstream_status=call.upstream_status,
+            latency_ms=round((time.perf_counter() - call.started) * 1000, 2),
+            attempts=call.attempts,
+            outcome=call.outcome,
+            reason=call.reason,
+        )
+
+
+def _read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise ModelServerError("The model server's answer was too large.")
+    return bytes(body)
+
+
+def init_chat_gateway(app: Flask) -> None:
+    """One gateway per app; its HTTP client is made in each process on first use."""
+    app.extensions["chat_gateway"] = ChatGateway.from_config(app.config)
+    # httpx logs every request at INFO as plain text: keep the JSON log lines clean.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def chat_gateway() -> ChatGateway:
+    gateway: ChatGateway = current_app.extensions["chat_gateway"]
+    return gateway
