@@ -1,5 +1,6 @@
 # The API image: `docker build -t backoffice .` ; run with APP_ENV=production,
-# SECRET_KEY and DATABASE_URL set (the service refuses to start without them).
+# SECRET_KEY, DATABASE_URL and TRUSTED_HOSTS set (the service refuses to start without
+# them; TRUSTED_HOSTS must include 127.0.0.1 for the health check below).
 FROM python:3.11-slim AS build
 COPY --from=ghcr.io/astral-sh/uv:0.13 /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never

@@ -53,6 +53,7 @@ def app_environment(url: str) -> dict[str, str]:
         "APP_ENV": "production",
         "SECRET_KEY": secrets.token_urlsafe(48),
         "DATABASE_URL": url,
+        "TRUSTED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "INFO",
         "WEBHOOK_SECRETS": json.dumps({webhooks.SOURCE: webhooks.SECRET}),
         # Events are handed to a real broker after commit, as in production.

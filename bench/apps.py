@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench import webhooks
+from bench import tools, webhooks
 from bench.database import DEEP_ROWS, Fixtures
 from bench.load import Endpoint
 from bench.reference_flask import PREFILLED, prefilled_id
@@ -27,6 +27,7 @@ def backoffice(fixtures: Fixtures) -> App:
         (
             Endpoint("health", "GET /health", "/health"),
             Endpoint("item", "GET /api/items/<id>", f"/api/items/{fixtures.item_id}", None, auth),
+            tools.process_endpoint(fixtures.api_key),
             Endpoint("list", "GET /api/items?limit=25", "/api/items?limit=25", None, auth),
             Endpoint("deep", f"GET /api/items?limit=25 ({DEEP_ROWS:,} deep)", deep, None, auth),
             Endpoint("create", "POST /api/items", "/api/items", "post_item.lua", auth),
@@ -55,4 +56,4 @@ FLASK = App(
 )
 
 #: The Flask reference endpoint each Backoffice endpoint is compared to (default: same key).
-FLASK_MATCH = {"deep": "list", "webhook": "create", "order": "create"}
+FLASK_MATCH = {"deep": "list", "webhook": "create", "order": "create", "process": "item"}

@@ -18,7 +18,7 @@ from backoffice.extensions import db
 from backoffice.items.models import Item
 from backoffice.pagination import encode_cursor
 from backoffice.users import service as users
-from bench import ROOT
+from bench import ROOT, tools
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench"
 SEED_ITEMS = 100_000
@@ -35,6 +35,8 @@ class Fixtures:
     postgres: dict[str, str]
     #: A member's access token: the item endpoints are measured authenticated.
     access_token: str
+    #: The same member's API key (scope `tools`), for `POST /api/process`.
+    api_key: str
 
 
 def recreate(url: str) -> None:
@@ -92,6 +94,7 @@ def fixtures(env: Mapping[str, str]) -> Fixtures:
         }
         member = users.create_user("Bench", "bench@example.com", secrets.token_urlsafe(16))
         token = auth.issue_tokens(member)["access_token"]
-        found = Fixtures(str(deep_id), encode_cursor("items", deep_id), postgres, token)
+        key = tools.process_key(member)
+        found = Fixtures(str(deep_id), encode_cursor("items", deep_id), postgres, token, key)
         db.engine.dispose()
     return found

@@ -93,6 +93,7 @@ def checks(measured: Sequence[Measurement], oversold: int) -> list[dict[str, Any
             ">=",
             0.5,
         ),
+        _check("/process req/s / item read's", ours["process"].rps / ours["item"].rps, ">=", 0.8),
     ]
 
 

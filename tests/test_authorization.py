@@ -89,6 +89,11 @@ CASES = [
     Case("GET", "/api/webhooks/events", {**everyone(403), "admin": 200}),
     Case("GET", "/api/webhooks/events/{missing}", {**everyone(403), "admin": 404}),
     Case("GET", "/api/health", dict.fromkeys(CALLERS, 200)),
+    Case("POST", "/api/process", everyone(200), {"input": "matrix"}),
+    Case("GET", "/api/divide?a=10&b=2", everyone(200)),
+    # This app has no model server configured: the caller is let through, then told so.
+    Case("POST", "/api/chat", everyone(503), {"message": "matrix"}),
+    Case("GET", "/api/chat/usage", everyone(200)),
 ]
 
 

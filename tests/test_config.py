@@ -46,12 +46,31 @@ def test_production_refuses_to_run_without_a_database_url():
         load_settings({"APP_ENV": "production", "SECRET_KEY": STRONG_SECRET})
 
 
+def test_production_refuses_to_run_without_trusted_hosts():
+    for hosts in ({}, {"TRUSTED_HOSTS": ""}, {"TRUSTED_HOSTS": "*"}):
+        with pytest.raises(ConfigError, match="TRUSTED_HOSTS"):
+            load_settings(
+                {"APP_ENV": "production", "SECRET_KEY": STRONG_SECRET, "DATABASE_URL": PG, **hosts}
+            )
+
+
 def test_production_with_real_settings_loads():
     settings = load_settings(
-        {"APP_ENV": "production", "SECRET_KEY": STRONG_SECRET, "DATABASE_URL": PG}
+        {
+            "APP_ENV": "production",
+            "SECRET_KEY": STRONG_SECRET,
+            "DATABASE_URL": PG,
+            "TRUSTED_HOSTS": "api.example.com, .internal.example",
+        }
     )
     assert settings["APP_ENV"] == "production"
     assert settings["DEBUG"] is False
+    assert settings["TRUSTED_HOSTS"] == [".internal.example", "api.example.com"]
+
+
+def test_trusted_hosts_default_to_this_machine_and_star_trusts_any():
+    assert load_settings({})["TRUSTED_HOSTS"] == ["localhost", "127.0.0.1"]
+    assert load_settings({"TRUSTED_HOSTS": "*"})["TRUSTED_HOSTS"] is None
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from backoffice.cli import register_commands
 from backoffice.config import load_settings
 from backoffice.conventions import init_conventions
 from backoffice.database import render_item
+from backoffice.dependencies import init_dependencies, redis_options, watch_database
 from backoffice.errors import register_error_handlers
 from backoffice.extensions import db, jwt, limiter, migrate
 from backoffice.framework_internals import skip_app_wide_rate_limit_check
@@ -35,6 +36,8 @@ from backoffice.orders import routes as orders
 from backoffice.orders import service as orders_service
 from backoffice.queue import celery_init_app
 from backoffice.todos import routes as todos
+from backoffice.tools import routes as tools
+from backoffice.tools.llm import init_chat_gateway
 from backoffice.users import routes as users
 from backoffice.webhooks import routes as webhooks
 from backoffice.webhooks import service as webhooks_service
@@ -62,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{app.instance_path}/backoffice.db"
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config)
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = _rate_limit_storage_options(app.config)
 
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
     if app.config["PROXY_FIX_X_FOR"] or app.config["PROXY_FIX_X_PROTO"]:
@@ -72,15 +76,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         )
 
     db.init_app(app)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        with app.app_context():
+    init_dependencies(app)
+    with app.app_context():
+        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_pragmas)
+        watch_database(app, db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_item=render_item, compare_type=True)
     jwt.init_app(app)
     limiter.init_app(app)
-    # Only views that declare a limit (login) are limited, and their decorator checks it.
+    # Only views that declare a limit (chat) are limited, and their decorator checks it.
     skip_app_wide_rate_limit_check(app, limiter)
     init_revocations(app)
+    init_chat_gateway(app)
     init_request_logging(app)
     init_conventions(app)
     init_openapi(app)
@@ -102,6 +109,7 @@ def _register_blueprints(app: APIFlask) -> None:
     app.register_blueprint(todos.bp, url_prefix=prefix)
     app.register_blueprint(jobs.bp, url_prefix=prefix)
     app.register_blueprint(webhooks.bp, url_prefix=prefix)
+    app.register_blueprint(tools.bp, url_prefix=prefix)
     # Last: APIFlask warns about a duplicate security scheme when a bearer-only view is
     # seen before the first view that accepts bearer or API key (MultiAuth).
     app.register_blueprint(auth.bp, url_prefix=prefix)
@@ -123,14 +131,25 @@ def _wire_registries(app: APIFlask) -> None:
 
 
 def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    # Never log bound parameters (a login's email, a whole webhook payload) with an error.
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        return {"connect_args": {"timeout": 15}}
+        return {"connect_args": {"timeout": 15}, "hide_parameters": True}
     return {
         "pool_size": config["DB_POOL_SIZE"],
         "max_overflow": config["DB_POOL_SIZE"],
         "pool_recycle": 1800,
         "connect_args": {"connect_timeout": 5},
+        "hide_parameters": True,
     }
+
+
+def _rate_limit_storage_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A limit store that does not answer raises `limits`' StorageError (a 503, never an
+    unthrottled login), and a Redis one fails fast (`dependencies.redis_options`)."""
+    options: dict[str, Any] = {"wrap_exceptions": True}
+    if str(config["RATELIMIT_STORAGE_URI"]).startswith(("redis", "valkey")):
+        options.update(redis_options())
+    return {**options, **config.get("RATELIMIT_STORAGE_OPTIONS", {})}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

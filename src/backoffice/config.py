@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from limits import parse as parse_limit
+
 #: The development key. It works on a laptop and is refused by production.
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105 (refused in production)
 
@@ -60,6 +62,22 @@ def _names(value: str) -> frozenset[str]:
     return frozenset(name.strip() for name in value.split(",") if name.strip())
 
 
+def _llm_base_url(value: str) -> str:
+    """The model server's root (`http://host:port`); a trailing `/v1` is accepted too."""
+    url = value.strip().rstrip("/")
+    url = url.removesuffix("/v1")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"LLM_BASE_URL must be an http:// or https:// URL, not {value!r}")
+    return url
+
+
+def _hosts(value: str) -> list[str] | None:
+    """Comma-separated host names (`.example.com` takes every subdomain); `*` for any."""
+    if value.strip() == "*":
+        return None
+    return sorted(_names(value.lower()))
+
+
 def normalize_database_url(url: str) -> str:
     """Point PostgreSQL URLs at psycopg 3, whatever spelling the platform hands us."""
     for scheme in ("postgres://", "postgresql://"):
@@ -79,12 +97,14 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DB_POOL_SIZE": ("DB_POOL_SIZE", int),
     "PROXY_FIX_X_FOR": ("PROXY_FIX_X_FOR", int),
     "PROXY_FIX_X_PROTO": ("PROXY_FIX_X_PROTO", int),
+    "TRUSTED_HOSTS": ("TRUSTED_HOSTS", _hosts),
     "IDEMPOTENCY_TTL_SECONDS": ("IDEMPOTENCY_TTL_SECONDS", int),
     "INSTANCE_CONFIG": ("INSTANCE_CONFIG", _bool),
     "JWT_ACCESS_TOKEN_EXPIRES": ("JWT_ACCESS_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
     "JWT_REFRESH_TOKEN_EXPIRES": ("JWT_REFRESH_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
     "REGISTRATION": ("REGISTRATION", _registration),
     "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
+    "SIGNUP_RATE_LIMIT": ("SIGNUP_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
     "REDIS_URL": ("REDIS_URL", str),
     "PASSWORD_HASH_TIME_COST": ("PASSWORD_HASH_TIME_COST", int),
@@ -96,6 +116,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "JOB_LEASE_SECONDS": ("JOB_LEASE_SECONDS", int),
     "WEBHOOK_LEASE_SECONDS": ("WEBHOOK_LEASE_SECONDS", int),
     "RELAY_INTERVAL_SECONDS": ("RELAY_INTERVAL_SECONDS", float),
+    "LLM_BASE_URL": ("LLM_BASE_URL", _llm_base_url),
+    "LLM_API_KEY": ("LLM_API_KEY", str.strip),
+    "LLM_MODEL": ("LLM_MODEL", str.strip),
+    "LLM_TIMEOUT": ("LLM_TIMEOUT", float),
+    "LLM_CONNECT_TIMEOUT": ("LLM_CONNECT_TIMEOUT", float),
+    "CHAT_RATE_LIMIT": ("CHAT_RATE_LIMIT", str),
 }
 
 
@@ -116,6 +142,9 @@ class Config:
     #: How many proxies in front of us may set X-Forwarded-For / -Proto (0: trust none).
     PROXY_FIX_X_FOR = 0
     PROXY_FIX_X_PROTO = 0
+    #: The host names clients may reach us by (Flask checks `Host` against them: any other
+    #: is 400), so links are never built from a forged one. None accepts any host.
+    TRUSTED_HOSTS: list[str] | None = ["localhost", "127.0.0.1"]
     IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
     #: Read instance/config.py for local overrides.
     INSTANCE_CONFIG = True
@@ -131,6 +160,8 @@ class Config:
     REGISTRATION = "open"
     #: Failed logins allowed per client IP before 429 (Flask-Limiter notation).
     LOGIN_RATE_LIMIT = "5 per minute"
+    #: Sign-ups (and sign-ups finding the email taken) allowed per client IP; admins are exempt.
+    SIGNUP_RATE_LIMIT = "10 per hour"
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_STRATEGY = "fixed-window"
     RATELIMIT_HEADERS_ENABLED = True
@@ -157,6 +188,20 @@ class Config:
     #: An event being processed and not heard from for this long has lost its worker.
     WEBHOOK_LEASE_SECONDS = 120
 
+    # Tools (tools/): the chat gateway to an OpenAI-compatible model server
+    #: The server's root, e.g. "http://127.0.0.1:8001"; "" leaves chat off (503).
+    LLM_BASE_URL = ""
+    #: Sent as `Authorization: Bearer ...` to the model server; never logged or echoed.
+    LLM_API_KEY = ""
+    #: The model every chat call asks for; "" leaves chat off (503).
+    LLM_MODEL = ""
+    #: Seconds to wait for the model server's next bytes (the answer, or a stream's next delta).
+    LLM_TIMEOUT = 30.0
+    #: Seconds to wait for a connection to the model server.
+    LLM_CONNECT_TIMEOUT = 5.0
+    #: Chat calls allowed per user (Flask-Limiter notation), in RATELIMIT_STORAGE_URI.
+    CHAT_RATE_LIMIT = "20 per minute"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
         """The profile's defaults, overridden by whatever `environ` sets, validated."""
@@ -175,6 +220,16 @@ class Config:
         for lease in ("JOB_LEASE_SECONDS", "WEBHOOK_LEASE_SECONDS"):
             if settings[lease] <= 0:
                 raise ConfigError(f"{lease} must be a positive number of seconds")
+        for timeout in ("LLM_TIMEOUT", "LLM_CONNECT_TIMEOUT"):
+            if not 0 < settings[timeout] <= 3600:
+                raise ConfigError(f"{timeout} must be a number of seconds between 0 and 3600")
+        if len(settings["LLM_MODEL"]) > 200:
+            raise ConfigError("LLM_MODEL must be at most 200 characters")
+        for limit in ("LOGIN_RATE_LIMIT", "SIGNUP_RATE_LIMIT", "CHAT_RATE_LIMIT"):
+            try:
+                parse_limit(settings[limit])
+            except ValueError:
+                raise ConfigError(f"{limit} must read like '5 per minute'") from None
 
 
 class DevelopmentConfig(Config):
@@ -197,6 +252,8 @@ class TestingConfig(Config):
 class ProductionConfig(Config):
     APP_ENV = "production"
     INSTANCE_CONFIG = False
+    #: No default: the names a deployment is reached by are its own (see validate).
+    TRUSTED_HOSTS = None
 
     @classmethod
     def validate(cls, settings: dict[str, Any]) -> None:
@@ -209,6 +266,11 @@ class ProductionConfig(Config):
             )
         if not settings["SQLALCHEMY_DATABASE_URI"]:
             raise ConfigError("production needs DATABASE_URL")
+        if not settings["TRUSTED_HOSTS"]:
+            raise ConfigError(
+                "production needs TRUSTED_HOSTS: the host names clients reach the API by, "
+                "comma-separated (e.g. api.example.com), and those health checks use"
+            )
 
 
 PROFILES: dict[str, type[Config]] = {

@@ -2,6 +2,10 @@
 
 - a view that declares a JSON body gets one: 415 for another Content-Type, 400 for
   malformed JSON or a JSON value that is not an object;
+- a body is never longer than MAX_CONTENT_LENGTH, whether its length was announced or it
+  was streamed (chunked): 413 either way;
+- a header holding U+0000 (NUL), which PostgreSQL cannot store or compare, is a 400
+  (query strings and bodies: every input schema refuses it, see `schemas.InputModel`);
 - `<uuid:...>` path segments that are not UUIDs are a 400, not a confusing 404;
 - ETags derived from a row's version, for `If-None-Match`, and `If-Match` turned back
   into the version a service expects (`expected_version`).
@@ -16,11 +20,14 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import quote_etag
 from werkzeug.routing import BaseConverter
 
+from backoffice.database import SAFE_METHODS
 from backoffice.errors import BadRequest, UnsupportedMediaType
 from backoffice.framework_internals import declared_view_spec
+from backoffice.storable import NUL
 
 #: What an `If-Match` naming no version of the resource becomes. Versions start at 1, so
 #: the service still answers 404 for a missing resource, then refuses the write (412).
@@ -53,6 +60,32 @@ def _declared_body_types() -> list[str]:
         return []
     declared = spec.get("content_type") or []
     return [declared] if isinstance(declared, str) else list(declared)
+
+
+def refuse_nul_in_headers() -> None:
+    """A header holding U+0000 is malformed: 400, before any view looks anything up by it
+    (an API key, say). Query strings and bodies are checked by their schemas."""
+    for name, value in request.headers.items():
+        if NUL in value:
+            raise BadRequest(f"The {name} header holds U+0000 (NUL), which is never accepted.")
+
+
+def read_streamed_body() -> None:
+    """Read a body of unannounced length (chunked) now, and refuse one that is too long.
+
+    Werkzeug stops reading such a body at MAX_CONTENT_LENGTH bytes and hands over what it
+    read, so a body over the limit would be cut short and parsed (400 "not valid JSON")
+    instead of refused (413, as it is when Content-Length announces it). Whoever reads the
+    body later gets these cached bytes.
+    """
+    if request.method in SAFE_METHODS or request.content_length is not None:
+        return  # no body, or an announced one (Werkzeug checks it against the limit)
+    if not request.environ.get("wsgi.input_terminated"):
+        return  # the server does not stream bodies: Werkzeug reads none
+    body = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and len(body) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 def require_json_object() -> None:
@@ -146,4 +179,6 @@ def not_modified(etag: str) -> Response | None:
 
 def init_conventions(app: Flask) -> None:
     app.url_map.converters["uuid"] = StrictUUIDConverter
+    app.before_request(refuse_nul_in_headers)
+    app.before_request(read_streamed_body)
     app.before_request(require_json_object)

@@ -17,6 +17,7 @@ import structlog
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import Response, current_app, g, request
+from sqlalchemy.exc import StatementError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
@@ -115,22 +116,38 @@ class StaleVersion(Exception):
         super().__init__(f"{resource} {resource_id} is not at the expected version")
 
 
+def _slug(phrase: str) -> str:
+    return phrase.lower().replace(" ", "-").replace("'", "")
+
+
+#: The title of each problem type named after a status ("not-found": "Not Found").
+_PHRASES = {_slug(status.phrase): status.phrase for status in HTTPStatus}
+
+
+def title_for(slug: str) -> str:
+    """The one title of the problem type `/problems/<slug>`, wherever it is raised.
+
+    A type named after a status has that status's reason phrase; any other is its slug in
+    words ("validation-failed": "Validation failed"). So a type never has two titles, and
+    a new error class needs no table entry.
+    """
+    return _PHRASES.get(slug) or slug.replace("-", " ").capitalize()
+
+
 def problem(
     status: int,
     *,
     slug: str | None = None,
-    title: str | None = None,
     detail: str | None = None,
     errors: list[dict[str, str]] | None = None,
     headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> Response:
     """Build the one response shape every error takes."""
-    phrase = HTTPStatus(status).phrase
-    slug = slug or phrase.lower().replace(" ", "-").replace("'", "")
+    slug = slug or _slug(HTTPStatus(status).phrase)
     body: dict[str, Any] = {
         "type": f"/problems/{slug}",
-        "title": title or phrase,
+        "title": title_for(slug),
         "status": status,
         "detail": detail or HTTPStatus(status).description,
         "instance": request.path,
@@ -191,14 +208,12 @@ def handle_apiflask_error(error: HTTPError) -> Response:
         return problem(
             400,
             slug="invalid-parameter",
-            title="Invalid parameter",
             detail="One or more query or path parameters are invalid.",
             errors=errors,
         )
     return problem(
         422,
         slug="validation-failed",
-        title="Validation failed",
         detail="The request body does not match the schema.",
         errors=errors,
     )
@@ -228,9 +243,46 @@ def handle_http_exception(error: HTTPException) -> Response | HTTPException:
     return problem(error.code, detail=error.description, headers=headers)
 
 
+class DatabaseErrorRedacted(Exception):
+    """Stands in, in the log, for a database error whose message could quote request data."""
+
+
+def _loggable(error: Exception) -> BaseException:
+    """`error` as the log may show it.
+
+    A database error's text quotes what it was given: SQLAlchemy appends the bound
+    parameters (hidden by `hide_parameters`), and PostgreSQL's own message and DETAIL
+    repeat values (`Key (email)=(...) already exists`, `invalid input syntax for type
+    integer: "..."`). Request bodies never reach the log, so such an error is logged as its
+    class, SQLSTATE, constraint and statement (placeholders only), with its traceback.
+    """
+    if not isinstance(error, StatementError):
+        return error
+    cause = error.orig
+    diag = getattr(cause, "diag", None)
+    facts = {
+        "sqlstate": getattr(cause, "sqlstate", None),
+        "constraint": getattr(diag, "constraint_name", None),
+        "table": getattr(diag, "table_name", None),
+        "column": getattr(diag, "column_name", None),
+    }
+    described = ", ".join(f"{name} {value}" for name, value in facts.items() if value)
+    redacted = DatabaseErrorRedacted(
+        f"{type(error).__name__} ({type(cause).__name__}{': ' + described if described else ''})"
+        f" in: {error.statement}"
+    )
+    # The original's chain (its DBAPI cause) holds the same text: keep it out of the log.
+    redacted.__suppress_context__ = True
+    return redacted.with_traceback(error.__traceback__)
+
+
 def handle_unexpected(error: Exception) -> Response:
     """A bug: the traceback goes to the log with the request id, nothing to the client."""
-    log.exception("unhandled_exception", exc_type=type(error).__name__)
+    loggable = _loggable(error)
+    if loggable is error:
+        log.exception("unhandled_exception", exc_type=type(error).__name__)
+    else:
+        log.error("unhandled_exception", exc_type=type(error).__name__, exc_info=loggable)
     return problem(500, detail="An unexpected error occurred. Quote the request id to support.")
 
 

@@ -16,5 +16,6 @@ db = SQLAlchemy(
 )
 migrate = Migrate()
 jwt = JWTManager()
-#: No default limits: only the views that declare one are limited (login, for now).
+#: No default limits: only views that declare one are limited (chat); login and sign-up
+#: reserve their attempts through its storage (`auth.attempts`).
 limiter = Limiter(key_func=get_remote_address)

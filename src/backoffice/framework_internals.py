@@ -17,14 +17,15 @@ from flask_limiter import Limiter
 
 
 def skip_app_wide_rate_limit_check(app: Flask, limiter: Limiter) -> None:
-    """Keep only the per-view limits (login): drop Flask-Limiter's app-wide check.
+    """Keep only the per-view limits (chat): drop Flask-Limiter's app-wide check.
 
     Relies on: `Limiter.init_app` registering its bound method `_check_request_limit` as
     an app-wide `before_request` function (flask_limiter/_extension.py). That pass only
     evaluates default limits, which we have none of, yet costs a third of a /health.
     Breaks loudly: a renamed or unregistered method fails `create_app`, so every test.
     Breaks quietly if the decorator stops checking per-view limits itself; caught by
-    tests/auth/test_throttling.py: test_after_five_failures_every_attempt_is_429_until_...
+    tests/tools/test_chat_usage.py: test_past_the_limit_chat_is_429_with_retry_after_...
+    (login and sign-up reserve their attempts through the limiter's storage directly).
     """
     app.before_request_funcs[None].remove(limiter._check_request_limit)
 

@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from backoffice.storable import NUL_MESSAGE, nul_path
+
 
 def _without_controls(allowed: str) -> AfterValidator:
     def check(value: str) -> str:
@@ -46,9 +48,17 @@ Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(),
 
 
 class InputModel(BaseModel):
-    """A request body or query: unknown fields are an error, not silently dropped."""
+    """A request body or query: unknown fields are an error, not silently dropped, and no
+    text in it holds U+0000, which PostgreSQL cannot store (`backoffice.storable`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if nul_path(value) is not None:
+            raise PydanticCustomError("nul_character", NUL_MESSAGE)
+        return value
 
 
 class PatchModel(InputModel):

@@ -72,6 +72,10 @@ class LeaseLost(Exception):  # a condition, not a bug
 
 
 def error_with_message(error: Exception) -> str:
+    """The error's class and message; only the class for a database error, whose message
+    may quote the values it was given (the worker's log has the rest)."""
+    if isinstance(error, SQLAlchemyError):
+        return f"{type(error).__name__}: a database error (see the worker's log)"
     return f"{type(error).__name__}: {error}"[:1000]
 
 

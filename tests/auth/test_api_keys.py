@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from backoffice.auth.models import ApiKey
 from backoffice.extensions import db
+from tests.auth.racing import all_at_once
 from tests.support import assert_problem
 
 
@@ -29,7 +30,7 @@ def new_key(client, **body) -> dict:
 def test_a_key_is_shown_once_and_stored_only_as_its_hash(client, member, in_db):
     created = new_key(client)
     assert created["key"].startswith(f"bo_{created['prefix']}_")
-    assert created["scopes"] == ["items", "jobs", "todos", "users"]
+    assert created["scopes"] == ["items", "jobs", "orders", "todos", "tools", "users"]
     assert created["last_used_at"] is None
     row = in_db(lambda: db.session.get(ApiKey, uuid.UUID(created["id"])))
     assert row.user_id == member.id
@@ -151,3 +152,51 @@ def test_a_key_never_reaches_a_log_line(anonymous, client):
         anonymous.get("/api/users/me", headers=key_headers(key))
         anonymous.get("/api/users/me", headers=key_headers(key + "x"))
     assert key not in repr(logs)
+
+
+def test_reactivating_the_owner_does_not_bring_their_keys_back(
+    anonymous, client, member, as_user, admin, in_db
+):
+    key = new_key(client)["key"]
+    admin_client = as_user(admin)
+    assert admin_client.patch(f"/api/users/{member.id}", json={"active": False}).status_code == 200
+    assert admin_client.patch(f"/api/users/{member.id}", json={"active": True}).status_code == 200
+    assert_problem(anonymous.get("/api/users/me", headers=key_headers(key)), 401)
+    rows = in_db(lambda: db.session.scalars(select(ApiKey)).all())
+    assert [row.revoked_at is not None for row in rows] == [True]
+    fresh = as_user(member)  # the member logs in again and lists no live key
+    assert fresh.get("/api/auth/api-keys").json["data"] == []
+
+
+def test_keys_made_while_the_owner_is_deactivated_never_come_back(
+    database_url, make_app, member, admin, as_user, in_db
+):
+    """A deactivation racing key creations (three workers): each key is either refused
+    (401) or made before and ended with the others; after reactivation none works."""
+    apps = [make_app(DATABASE_URL=database_url) for _ in range(3)]
+    member_auth = as_user(member).environ_base
+    admin_auth = as_user(admin).environ_base
+
+    def create(n: int):
+        http = apps[n % 3].test_client()
+        http.environ_base.update(member_auth)
+        return http.post("/api/auth/api-keys", json={"name": f"robot {n}"})
+
+    def deactivate():
+        http = apps[0].test_client()
+        http.environ_base.update(admin_auth)
+        return http.patch(f"/api/users/{member.id}", json={"active": False})
+
+    answers = all_at_once([*(lambda n=n: create(n) for n in range(20)), deactivate])
+    assert answers[-1].status_code == 200
+    assert {answer.status_code for answer in answers[:-1]} <= {201, 401}
+    reactivated = as_user(admin).patch(f"/api/users/{member.id}", json={"active": True})
+    assert reactivated.status_code == 200
+    made = [answer.json["key"] for answer in answers[:-1] if answer.status_code == 201]
+    http = apps[1].test_client()
+    for key in made:
+        assert_problem(http.get("/api/users/me", headers=key_headers(key)), 401)
+    live = in_db(
+        lambda: db.session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))).all()
+    )
+    assert live == []

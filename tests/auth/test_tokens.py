@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,10 @@ from backoffice.auth.models import RevokedToken
 from backoffice.extensions import db
 from backoffice.users.models import User
 from tests.auth import tokens
+from tests.auth.racing import all_at_once
 from tests.support import PASSWORD, assert_problem, login
+
+REVOCATION_STORES = ["database", *(["redis"] if os.environ.get("TEST_REDIS_URL") else [])]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -121,37 +125,98 @@ def test_an_access_token_is_not_a_refresh_token_and_vice_versa(anonymous, member
     assert_problem(anonymous.get("/api/users/me", headers=bearer(pair["refresh_token"])), 401)
 
 
+def refresh(client, refresh_token: str):
+    return client.post("/api/auth/refresh", headers=bearer(refresh_token))
+
+
+def me(client, access_token: str):
+    return client.get("/api/users/me", headers=bearer(access_token))
+
+
 def test_logout_revokes_the_token_everywhere(anonymous, member):
     pair = login(anonymous, member)
-    response = anonymous.post(
-        "/api/auth/logout",
-        headers=bearer(pair["access_token"]),
-        json={"refresh_token": pair["refresh_token"]},
-    )
+    response = anonymous.post("/api/auth/logout", headers=bearer(pair["access_token"]))
     assert response.status_code == 204
     assert response.data == b""
     for path in ("/api/users/me", "/api/items"):
         revoked = anonymous.get(path, headers=bearer(pair["access_token"]))
         assert_problem(revoked, 401)
         assert revoked.headers["WWW-Authenticate"].startswith("Bearer")
-    assert_problem(anonymous.post("/api/auth/refresh", headers=bearer(pair["refresh_token"])), 401)
+    assert_problem(refresh(anonymous, pair["refresh_token"]), 401)
 
 
-def test_logout_with_someone_elses_refresh_token_is_422_and_revokes_nothing(
-    anonymous, member, make_user
+def test_logout_ends_the_whole_session_and_only_that_one(anonymous, member):
+    """No body needed: the refresh token of that login, and every pair it was refreshed
+    into, end with it. The same person's other logins go on."""
+    first = login(anonymous, member)
+    refreshed = refresh(anonymous, first["refresh_token"]).json
+    other = login(anonymous, member)
+    response = anonymous.post("/api/auth/logout", headers=bearer(first["access_token"]))
+    assert response.status_code == 204
+    assert_problem(me(anonymous, refreshed["access_token"]), 401)
+    assert_problem(refresh(anonymous, refreshed["refresh_token"]), 401)
+    assert me(anonymous, other["access_token"]).status_code == 200
+    assert refresh(anonymous, other["refresh_token"]).status_code == 200
+
+
+def test_reusing_a_spent_refresh_token_revokes_its_whole_family(anonymous, member):
+    """Two parties hold the token (a thief and the client): both lose the session."""
+    first = login(anonymous, member)
+    other = login(anonymous, member)
+    second = refresh(anonymous, first["refresh_token"]).json
+    reused = refresh(anonymous, first["refresh_token"])
+    assert_problem(reused, 401)
+    assert "already used" in reused.json["detail"]
+    assert reused.headers["WWW-Authenticate"].startswith("Bearer")
+    for token in (second["access_token"], first["access_token"]):
+        assert_problem(me(anonymous, token), 401)
+    assert_problem(refresh(anonymous, second["refresh_token"]), 401)
+    assert me(anonymous, other["access_token"]).status_code == 200
+
+
+def test_tokens_carry_the_family_of_their_login(anonymous, member):
+    first = login(anonymous, member)
+    second = refresh(anonymous, first["refresh_token"]).json
+    families = {
+        tokens.claims_of(token)["fam"]
+        for token in (*first.values(), *second.values())
+        if isinstance(token, str) and token.count(".") == 2
+    }
+    assert len(families) == 1
+    assert tokens.claims_of(login(anonymous, member)["access_token"])["fam"] not in families
+
+
+@pytest.mark.parametrize("store", REVOCATION_STORES)
+def test_concurrent_refreshes_with_one_token_get_one_pair_and_end_the_session(
+    request, database_url, make_app, make_user, store
 ):
-    mine, theirs = login(anonymous, member), login(anonymous, make_user())
-    response = anonymous.post(
-        "/api/auth/logout",
-        headers=bearer(mine["access_token"]),
-        json={"refresh_token": theirs["refresh_token"]},
-    )
-    assert_problem(response, 422, "refresh_token")
-    assert anonymous.get("/api/users/me", headers=bearer(mine["access_token"])).status_code == 200
-    assert (
-        anonymous.post("/api/auth/refresh", headers=bearer(theirs["refresh_token"])).status_code
-        == 200
-    )
+    """A refresh token is spent once, whatever the concurrency: of ten simultaneous uses
+    across three app instances (three workers), one wins; the other nine are reuse, which
+    revokes the family, so the winner's new tokens die too."""
+    redis_url = request.getfixturevalue("redis_url") if store == "redis" else ""
+    apps = [make_app(DATABASE_URL=database_url, REDIS_URL=redis_url) for _ in range(3)]
+    account = make_user()
+    for round_no in range(3):
+        pair = login(apps[0].test_client(), account)
+        clients = [apps[n % 3].test_client() for n in range(10)]
+        token = pair["refresh_token"]
+        answers = all_at_once([lambda c=c, t=token: refresh(c, t) for c in clients])
+        statuses = Counter(answer.status_code for answer in answers)
+        assert statuses == {200: 1, 401: 9}, (round_no, statuses)
+        winner = next(answer.json for answer in answers if answer.status_code == 200)
+        for client in clients[:3]:
+            assert_problem(me(client, winner["access_token"]), 401)
+            assert_problem(refresh(client, winner["refresh_token"]), 401)
+
+
+def test_a_deactivation_ends_tokens_for_good(anonymous, member, as_user, admin):
+    pair = login(anonymous, member)
+    admin_client = as_user(admin)
+    admin_client.patch(f"/api/users/{member.id}", json={"active": False})
+    admin_client.patch(f"/api/users/{member.id}", json={"active": True})
+    assert_problem(me(anonymous, pair["access_token"]), 401)
+    assert_problem(refresh(anonymous, pair["refresh_token"]), 401)
+    assert login(anonymous, member)["access_token"]
 
 
 def test_a_revocation_holds_in_every_worker(make_app, database_url, anonymous, member):
@@ -161,7 +226,7 @@ def test_a_revocation_holds_in_every_worker(make_app, database_url, anonymous, m
     assert (
         other_worker.get("/api/users/me", headers=bearer(pair["access_token"])).status_code == 200
     )
-    anonymous.post("/api/auth/logout", headers=bearer(pair["access_token"]), json={})
+    anonymous.post("/api/auth/logout", headers=bearer(pair["access_token"]))
     assert_problem(other_worker.get("/api/users/me", headers=bearer(pair["access_token"])), 401)
 
 
@@ -185,7 +250,7 @@ def test_a_password_change_ends_every_session(anonymous, member):
     response = anonymous.patch(
         f"/api/users/{member.id}",
         headers=bearer(old["access_token"]),
-        json={"password": "a brand new secret"},
+        json={"password": "a brand new secret", "current_password": PASSWORD},
     )
     assert response.status_code == 200
     assert_problem(anonymous.get("/api/users/me", headers=bearer(old["access_token"])), 401)
@@ -221,27 +286,26 @@ def test_no_log_line_and_no_answer_carries_a_password_or_token(anonymous, make_u
         assert secret not in logged
 
 
-REVOCATION_STORES = ["database", *(["redis"] if os.environ.get("TEST_REDIS_URL") else [])]
-
-
 @pytest.mark.parametrize("store", REVOCATION_STORES)
 def test_revocations_are_shared_through_the_configured_store(
-    database_url, make_app, make_user, store
+    request, database_url, make_app, make_user, store
 ):
     """Two apps stand for two workers; with REDIS_URL the revocation lives in Redis."""
-    redis_url = os.environ["TEST_REDIS_URL"] if store == "redis" else ""
+    redis_url = request.getfixturevalue("redis_url") if store == "redis" else ""
     worker_a, worker_b = (
         make_app(DATABASE_URL=database_url, REDIS_URL=redis_url).test_client() for _ in range(2)
     )
     pair = login(worker_a, make_user())
-    worker_a.post("/api/auth/logout", headers=bearer(pair["access_token"]), json={})
+    worker_a.post("/api/auth/logout", headers=bearer(pair["access_token"]))
     assert_problem(worker_b.get("/api/users/me", headers=bearer(pair["access_token"])), 401)
+    assert_problem(refresh(worker_b, pair["refresh_token"]), 401)
     if store == "redis":
         import redis
 
-        key = f"backoffice:revoked:{tokens.claims_of(pair['access_token'])['jti']}"
+        key = f"backoffice:revoked:family:{tokens.claims_of(pair['access_token'])['fam']}"
         with redis.Redis.from_url(redis_url) as client:
-            assert 3500 <= client.ttl(key) <= 3601  # forgotten when the token would expire
+            # Forgotten once every token the session could still hold has expired.
+            assert 14 * 86400 <= client.ttl(key) <= 14 * 86400 + 61
 
 
 def test_expired_revocations_are_cleaned_up_in_the_database(app, anonymous, member, in_db):
@@ -254,6 +318,6 @@ def test_expired_revocations_are_cleaned_up_in_the_database(app, anonymous, memb
 
     in_db(add_stale)
     pair = login(anonymous, member)
-    anonymous.post("/api/auth/logout", headers=bearer(pair["access_token"]), json={})
+    anonymous.post("/api/auth/refresh", headers=bearer(pair["refresh_token"]))
     remaining = in_db(lambda: sorted(t.jti for t in db.session.scalars(select(RevokedToken))))
-    assert remaining == [tokens.claims_of(pair["access_token"])["jti"]]
+    assert remaining == [tokens.claims_of(pair["refresh_token"])["jti"]]

@@ -22,12 +22,16 @@ def test_liveness_is_healthy(client):
     assert response.json == {"status": "healthy"}
 
 
-def test_readiness_checks_the_database(client):
+#: Every dependency a request may need, named in every readiness answer.
+EVERY_CHECK = {"database", "queue", "revocation_store", "rate_limit_store"}
+
+
+def test_readiness_checks_every_dependency(client):
     response = client.get("/api/health")
     assert response.status_code == 200
     body = response.json
     assert body["status"] == "ok"
-    assert body["checks"] == {"database": "ok", "queue": "ok"}
+    assert body["checks"] == dict.fromkeys(EVERY_CHECK, "ok")
     assert body["version"] == "0.1.0"
     assert body["timestamp"].endswith("+00:00")
 
@@ -37,8 +41,15 @@ def test_readiness_is_503_degraded_when_the_database_is_down(make_app):
     app = make_app(DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/none")
     response = app.test_client().get("/api/health")
     assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
     assert response.json["status"] == "degraded"
-    assert response.json["checks"]["database"] == "unavailable"
+    # Revoked tokens live in the database too (no REDIS_URL): that store is down with it.
+    assert response.json["checks"] == {
+        "database": "unavailable",
+        "queue": "ok",
+        "revocation_store": "unavailable",
+        "rate_limit_store": "ok",
+    }
     assert "127.0.0.1" not in response.get_data(as_text=True)
 
 
@@ -47,7 +58,13 @@ def test_readiness_is_503_degraded_when_the_broker_is_down(make_app, database_ur
     response = app.test_client().get("/api/health")
     assert response.status_code == 503
     assert response.json["status"] == "degraded"
-    assert response.json["checks"] == {"database": "ok", "queue": "unavailable"}
+    assert response.headers["Retry-After"] == "5"
+    assert response.json["checks"] == {
+        "database": "ok",
+        "queue": "unavailable",
+        "revocation_store": "ok",
+        "rate_limit_store": "ok",
+    }
 
 
 def test_openapi_document_is_3_1_and_describes_items(client):

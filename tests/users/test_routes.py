@@ -52,13 +52,35 @@ def test_invalid_sign_ups_are_422_and_store_nothing(anonymous, in_db, body, fiel
     assert in_db(user_count) == 0
 
 
-def test_admin_only_registration(database_url, make_app, admin, as_user, in_db):
+def test_admin_only_registration(database_url, make_app, admin, member, as_user, in_db):
+    """Nobody (or bad credentials) is 401, a member 403, an admin creates the user."""
     closed = make_app(DATABASE_URL=database_url, REGISTRATION="admin")
-    assert_problem(closed.test_client().post("/api/users", json=NEW), 403)
-    assert in_db(user_count) == 1  # only the admin
+    anonymous = closed.test_client()
+    response = anonymous.post("/api/users", json=NEW)
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_problem(
+        anonymous.post("/api/users", json=NEW, headers={"Authorization": "Bearer not.a.jwt"}), 401
+    )
+    assert_problem(anonymous.post("/api/users", json=NEW, headers={"X-API-Key": "bo_x"}), 401)
+    member_client = closed.test_client()
+    member_client.environ_base.update(as_user(member).environ_base)
+    assert_problem(member_client.post("/api/users", json=NEW), 403)
+    assert in_db(user_count) == 2  # only the admin and the member
     admin_client = closed.test_client()
     admin_client.environ_base.update(as_user(admin).environ_base)
     assert admin_client.post("/api/users", json=NEW).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": "Bearer not.a.jwt"}, {"Authorization": "Basic eDp5"}, {"X-API-Key": "x"}],
+)
+def test_open_sign_up_with_bad_credentials_is_401_not_anonymous(anonymous, in_db, headers):
+    response = anonymous.post("/api/users", json=NEW, headers=headers)
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert in_db(user_count) == 0
 
 
 def test_me_is_the_caller(client, member):
@@ -153,3 +175,32 @@ def test_a_member_cannot_delete_another_member(client, make_user, in_db):
     other = make_user()
     assert_problem(client.delete(f"/api/users/{other.id}"), 404)
     assert in_db(lambda: db.session.get(User, other.id)) is not None
+
+
+def test_changing_your_own_password_takes_the_current_one(anonymous, client, member):
+    path = f"/api/users/{member.id}"
+    missing = client.patch(path, json={"password": "a brand new secret"})
+    assert_problem(missing, 422, "current_password")
+    wrong = client.patch(path, json={"password": "a brand new secret", "current_password": "nope"})
+    assert_problem(wrong, 422, "current_password")
+    right = {"password": "a brand new secret", "current_password": member.password}
+    assert client.patch(path, json=right).status_code == 200
+    login = {"email": member.email, "password": "a brand new secret"}
+    assert anonymous.post("/api/auth/token", json=login).status_code == 200
+
+
+def test_an_admin_changes_someone_elses_password_without_theirs(anonymous, as_user, admin, member):
+    changed = as_user(admin).patch(f"/api/users/{member.id}", json={"password": "set by admin"})
+    assert changed.status_code == 200
+    login = {"email": member.email, "password": "set by admin"}
+    assert anonymous.post("/api/auth/token", json=login).status_code == 200
+
+
+def test_an_admin_changing_their_own_password_sends_the_current_one(as_user, admin):
+    response = as_user(admin).patch(f"/api/users/{admin.id}", json={"password": "a new one!"})
+    assert_problem(response, 422, "current_password")
+
+
+def test_current_password_without_a_new_one_is_422(client, member):
+    response = client.patch(f"/api/users/{member.id}", json={"current_password": member.password})
+    assert_problem(response, 422, "current_password")

@@ -1,39 +1,55 @@
-"""User rules tested below HTTP: who may sign up under each registration mode."""
+"""User rules tested below HTTP: who may sign up under each registration mode, and the
+one canonical form emails are compared in."""
 
 from __future__ import annotations
 
 import pytest
 
-from backoffice.errors import Forbidden
+from backoffice.errors import Forbidden, Unauthorized
 from backoffice.extensions import db
 from backoffice.users import service
-from backoffice.users.models import Role, User
+from backoffice.users.models import Role, User, canonical_email
 
 
 def test_open_registration_lets_anyone_sign_up_as_a_member(app):
     with app.app_context():
-        user = service.sign_up("Ada", "ada@example.com", "engine-no-1", caller_is_admin=False)
+        user = service.sign_up("Ada", "ada@example.com", "engine-no-1", "anonymous")
         assert (user.email, user.role) == ("ada@example.com", Role.MEMBER)
 
 
 def test_the_registration_mode_defaults_to_the_setting(app):
     with app.app_context():
         assert app.config["REGISTRATION"] == "open"
-        assert service.sign_up("Ada", "ada@example.com", "engine-no-1", caller_is_admin=False)
+        assert service.sign_up("Ada", "ada@example.com", "engine-no-1", "member")
 
 
-def test_admin_registration_refuses_anyone_but_an_admin_and_stores_nothing(app):
+@pytest.mark.parametrize(("caller", "error"), [("anonymous", Unauthorized), ("member", Forbidden)])
+def test_admin_registration_refuses_anyone_but_an_admin_and_stores_nothing(app, caller, error):
     with app.app_context():
-        with pytest.raises(Forbidden, match="REGISTRATION=admin"):
-            service.sign_up(
-                "Ada", "ada@example.com", "engine-no-1", caller_is_admin=False, registration="admin"
-            )
+        with pytest.raises(error, match="REGISTRATION=admin"):
+            service.sign_up("Ada", "ada@example.com", "engine-no-1", caller, registration="admin")
         assert db.session.query(User).count() == 0
 
 
 def test_admin_registration_lets_an_admin_create_a_member(app):
     with app.app_context():
         user = service.sign_up(
-            "Ada", "ada@example.com", "engine-no-1", caller_is_admin=True, registration="admin"
+            "Ada", "ada@example.com", "engine-no-1", "admin", registration="admin"
         )
         assert user.role == Role.MEMBER
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("Ada@example.com", "ada@example.com"),
+        ("ΣΑΣ@example.com", "σασ@example.com"),  # noqa: RUF001 (Greek on purpose)
+        ("σας@example.com", "σασ@example.com"),  # noqa: RUF001
+        ("Jose\u0301@example.com", "jos\u00e9@example.com"),  # NFD in, NFC out
+        ("Stra\u00dfe@example.de", "strasse@example.de"),
+        ("\u0130stanbul@example.com", "i\u0307stanbul@example.com"),
+    ],
+)
+def test_emails_are_compared_nfc_and_case_folded(given, canonical):
+    assert canonical_email(given) == canonical
+    assert canonical_email(canonical) == canonical  # the form is stable

@@ -13,10 +13,11 @@ OpenAPI document lists both security schemes and the scopes per operation.
 from __future__ import annotations
 
 from apiflask import APIKeyHeaderAuth, HTTPTokenAuth, MultiAuth
-from flask import g
+from flask import g, request
 
 from backoffice.auth import service
 from backoffice.auth.principal import Principal
+from backoffice.errors import AUTH_DETAILS, Unauthorized
 from backoffice.framework_internals import authenticated_user
 
 bearer = HTTPTokenAuth(
@@ -71,4 +72,14 @@ for _scheme in (bearer, refresh_bearer, api_key):
 def current_principal() -> Principal:
     """The authenticated caller of this request (only inside a guarded view)."""
     principal: Principal = authenticated_user()
+    return principal
+
+
+def caller_if_any() -> Principal | None:
+    """The caller of a view guarded with `optional=True`: None when the request carries no
+    credentials at all, 401 when it carries bad ones (never treated as anonymous)."""
+    principal: Principal | None = authenticated.current_user
+    sent = request.headers.get("Authorization") or request.headers.get("X-API-Key")
+    if principal is None and sent:
+        raise Unauthorized(AUTH_DETAILS[401], headers=service.AUTHENTICATE)
     return principal

@@ -1,11 +1,15 @@
 """Where revoked tokens live: the database by default, Redis when REDIS_URL says so.
 
 Either way the revocation is shared by every worker process, and forgotten once the
-token would have expired anyway.
+token would have expired anyway. Either way a store that does not answer fails closed:
+no token is taken for unrevoked because its revocation could not be read; the request
+is 503 (`backoffice.dependencies`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Protocol
 
@@ -16,6 +20,14 @@ from sqlalchemy.exc import IntegrityError
 
 from backoffice.auth.models import RevokedToken
 from backoffice.database import utcnow
+from backoffice.dependencies import (
+    REDIS_DOWN,
+    REVOCATION_STORE,
+    DependencyUnavailable,
+    Outages,
+    outages,
+    redis_options,
+)
 from backoffice.extensions import db
 from backoffice.readonly import read_row
 
@@ -24,6 +36,16 @@ class Revocations(Protocol):
     def revoke(self, jti: str, expires_at: datetime) -> None: ...
 
     def is_revoked(self, jti: str) -> bool: ...
+
+    def any_revoked(self, *jtis: str) -> bool: ...
+
+    def spend(self, jti: str, expires_at: datetime) -> bool:
+        """Revoke `jti` if nobody has yet, atomically: True for the one caller that did."""
+        ...
+
+    def check(self) -> None:
+        """Raise unless the store answers now (readiness)."""
+        ...
 
     #: True when revocations live in the database, so a caller may fold the check into
     #: its own query (`REVOKED`, with a `jti` parameter) and save a round trip.
@@ -49,24 +71,68 @@ class DatabaseRevocations:
         row = read_row(select(REVOKED), {"jti": jti})
         return bool(row and row[0])
 
+    def check(self) -> None:
+        self.is_revoked("readiness")
+
+    def any_revoked(self, *jtis: str) -> bool:
+        row = read_row(select(exists().where(RevokedToken.jti.in_(jtis))))
+        return bool(row and row[0])
+
+    def spend(self, jti: str, expires_at: datetime) -> bool:
+        # The primary key is the compare-and-set: a second insert of `jti` conflicts.
+        db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
+        db.session.add(RevokedToken(jti=jti, expires_at=expires_at))
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            return False
+        return True
+
 
 class RedisRevocations:
     in_database = False
 
-    def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(self, url: str, outages: Outages) -> None:
+        self.client = redis.Redis.from_url(url, **redis_options())
+        self.outages = outages
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Redis down: 503 (`DependencyUnavailable`), never an answer made up without it."""
+        try:
+            yield
+        except REDIS_DOWN as error:
+            raise DependencyUnavailable(REVOCATION_STORE) from error
+        self.outages.answered(REVOCATION_STORE)
+
+    def check(self) -> None:
+        with self._answering():
+            self.client.ping()
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         seconds = max(1, int((expires_at - utcnow()).total_seconds()) + 1)
-        self.client.set(f"backoffice:revoked:{jti}", 1, ex=seconds)
+        with self._answering():
+            self.client.set(f"backoffice:revoked:{jti}", 1, ex=seconds)
 
     def is_revoked(self, jti: str) -> bool:
-        return bool(self.client.exists(f"backoffice:revoked:{jti}"))
+        with self._answering():
+            return bool(self.client.exists(f"backoffice:revoked:{jti}"))
+
+    def any_revoked(self, *jtis: str) -> bool:
+        with self._answering():
+            return bool(self.client.exists(*(f"backoffice:revoked:{jti}" for jti in jtis)))
+
+    def spend(self, jti: str, expires_at: datetime) -> bool:
+        seconds = max(1, int((expires_at - utcnow()).total_seconds()) + 1)
+        with self._answering():
+            return bool(self.client.set(f"backoffice:revoked:{jti}", 1, ex=seconds, nx=True))
 
 
 def init_revocations(app: Flask) -> None:
     url = app.config["REDIS_URL"]
-    app.extensions["revocations"] = RedisRevocations(url) if url else DatabaseRevocations()
+    store = RedisRevocations(url, outages(app)) if url else DatabaseRevocations()
+    app.extensions["revocations"] = store
 
 
 def revocations() -> Revocations:

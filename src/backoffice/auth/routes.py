@@ -4,36 +4,28 @@ import uuid
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, current_app, url_for
+from flask import Response, url_for
 
 from backoffice.auth import service
+from backoffice.auth.attempts import PASSWORD_GUESSES, limit_attempts
 from backoffice.auth.guards import bearer, current_principal, refresh_bearer
 from backoffice.auth.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
     ApiKeyList,
     ApiKeyOut,
-    LogoutIn,
     TokenOut,
     TokenRequest,
 )
 from backoffice.conventions import no_content
-from backoffice.extensions import limiter
 from backoffice.openapi import problem_responses
+from backoffice.users import service as users
 
 bp = APIBlueprint("auth", __name__, tag="Auth")
 
 
-def _login_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT"])
-
-
-def _failed(response: Response) -> bool:
-    return response.status_code == 401
-
-
 @bp.post("/auth/token")
-@limiter.limit(_login_limit, deduct_when=_failed)
+@limit_attempts(PASSWORD_GUESSES)
 @bp.input(TokenRequest, location="json_or_form", arg_name="credentials")
 @bp.output(TokenOut)
 @bp.doc(responses=problem_responses(400, 401, 415, 422, 429))
@@ -41,29 +33,31 @@ def issue_token(credentials: TokenRequest) -> Any:
     """Log in: trade an email and password for tokens
 
     Failed attempts are limited per client IP (`LOGIN_RATE_LIMIT`, 5 per minute by
-    default); past the limit every attempt is 429 with `Retry-After`.
+    default), even when they arrive all at once; past the limit every attempt is 429
+    with `Retry-After`.
     """
-    return service.login(credentials.email, credentials.password)
+    return service.issue_tokens(users.authenticate(credentials.email, credentials.password))
 
 
 @bp.post("/auth/refresh")
 @bp.auth_required(refresh_bearer)
 @bp.output(TokenOut)
+@bp.doc(responses=problem_responses(401))
 def refresh_token() -> Any:
-    """Trade a refresh token (sent as the bearer token) for new tokens; it is spent"""
+    """Trade a refresh token (sent as the bearer token) for new tokens
+
+    The refresh token is spent: of any number of uses at once, one gets new tokens. A
+    second use of a spent token revokes every token of its session (401).
+    """
     return service.refresh(current_principal())
 
 
 @bp.post("/auth/logout")
 @bp.auth_required(bearer)
-@bp.input(LogoutIn, arg_name="body")
-@bp.doc(responses={204: "Logged out", **problem_responses(400, 401, 422)})
-def logout(body: LogoutIn) -> Response:
-    """Revoke this access token (and the refresh token, when sent) in every worker"""
-    principal = current_principal()
-    if body.refresh_token is not None:
-        service.revoke_refresh_token(body.refresh_token, principal.user_id)
-    service.revoke(principal.claims)
+@bp.doc(responses={204: "Logged out", **problem_responses(401)})
+def logout() -> Response:
+    """End this session: its access and refresh tokens, in every worker (no body needed)"""
+    service.logout(current_principal().claims)
     return no_content()
 
 

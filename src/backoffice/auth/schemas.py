@@ -7,15 +7,15 @@ from pydantic import AliasChoices, AwareDatetime, Field, StrictStr
 
 from backoffice.auth.principal import Scope
 from backoffice.schemas import InputModel, OutputModel, Timestamp, single_line, trimmed
+from backoffice.users.schemas import Email
 
 
 class TokenRequest(InputModel):
     """JSON `{"email", "password"}`, or the OAuth2 password form (`username`, `password`)
-    that the docs page's Authorize button sends."""
+    that the docs page's Authorize button sends. The email is checked as at sign-up: a
+    malformed one is 422 (and checks no password, so it is not a failed attempt)."""
 
-    email: Annotated[StrictStr, trimmed(1, 320)] = Field(
-        validation_alias=AliasChoices("email", "username")
-    )
+    email: Email = Field(validation_alias=AliasChoices("email", "username"))
     password: Annotated[StrictStr, Field(min_length=1, max_length=256)]
     grant_type: Literal["password"] | None = None
     scope: str | None = None
@@ -28,10 +28,6 @@ class TokenOut(OutputModel):
     token_type: Literal["bearer"]
     expires_in: int
     refresh_token: str
-
-
-class LogoutIn(InputModel):
-    refresh_token: StrictStr | None = None
 
 
 class ApiKeyIn(InputModel):

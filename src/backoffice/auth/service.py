@@ -13,16 +13,15 @@ from typing import Any
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from jwt import PyJWTError
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Row, Table, bindparam, exists, select, update
 
-from backoffice.auth.models import ApiKey
+from backoffice.auth.models import ApiKey, RevokedToken
 from backoffice.auth.principal import Principal, scopes_for
-from backoffice.auth.revocations import REVOKED, revocations
+from backoffice.auth.revocations import revocations
 from backoffice.database import utcnow
-from backoffice.errors import Forbidden, NotFound, ValidationFailed
+from backoffice.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from backoffice.extensions import db
 from backoffice.readonly import read_row
-from backoffice.users import service as users
 from backoffice.users.models import User
 
 USERS: Table = User.__table__  # type: ignore[assignment]
@@ -31,7 +30,10 @@ API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 TOKEN_STATE = select(USERS.c.role, USERS.c.active, USERS.c.token_generation).where(
     USERS.c.id == bindparam("user_id")
 )
-TOKEN_STATE_AND_REVOCATION = TOKEN_STATE.add_columns(REVOKED.label("revoked"))
+#: Whether the token `:jti` or its `:family` is revoked, folded into the same query.
+TOKEN_STATE_AND_REVOCATION = TOKEN_STATE.add_columns(
+    exists().where(RevokedToken.jti.in_([bindparam("jti"), bindparam("family")])).label("revoked")
+)
 #: What every API-key request asks about its key and owner, built once.
 KEY_BY_PREFIX = (
     select(
@@ -51,14 +53,32 @@ KEY_BY_PREFIX = (
 KEY_PREFIX = "bo_"
 #: last_used_at is written at most this often per key, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+#: A revoked family outlives its last possible token by this much (clock skew, requests
+#: in flight).
+FAMILY_MARGIN = timedelta(minutes=1)
+#: What a 401 says about the credentials it wants (RFC 6750 §3): any, or a good token.
+AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="Authentication Required"'}
+INVALID_TOKEN = {
+    "WWW-Authenticate": 'Bearer realm="Authentication Required", error="invalid_token"'
+}
 
 
 # --- tokens ---------------------------------------------------------------------
+#
+# Every token of one login shares a family (`fam`): the login's access and refresh tokens,
+# and all the pairs its refreshes hand out. Logout, or a second use of a spent refresh
+# token (theft), revokes the family, so every token of that session dies at once. A
+# revoked family is stored like a revoked token, under `family:<id>`.
 
 
 def issue_tokens(user: User) -> dict[str, Any]:
-    claims = {"role": user.role, "gen": user.token_generation}
-    identity = str(user.id)
+    """A new session for `user`: a fresh family."""
+    return _token_pair(user.id, user.role, user.token_generation, str(uuid.uuid4()))
+
+
+def _token_pair(user_id: uuid.UUID, role: str, generation: int, family: str) -> dict[str, Any]:
+    claims = {"role": role, "gen": generation, "fam": family}
+    identity = str(user_id)
     expires: timedelta = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
     return {
         "access_token": create_access_token(identity, additional_claims=claims),
@@ -66,10 +86,6 @@ def issue_tokens(user: User) -> dict[str, Any]:
         "expires_in": int(expires.total_seconds()),
         "refresh_token": create_refresh_token(identity, additional_claims=claims),
     }
-
-
-def login(email: str, password: str) -> dict[str, Any]:
-    return issue_tokens(users.authenticate(email, password))
 
 
 def _decode(token: str, kind: str) -> dict[str, Any] | None:
@@ -80,9 +96,21 @@ def _decode(token: str, kind: str) -> dict[str, Any] | None:
     return claims if claims.get("type") == kind else None
 
 
+def _family(claims: dict[str, Any]) -> str:
+    """The token's family; a token issued before families is a family of its own."""
+    return str(claims.get("fam") or claims["jti"])
+
+
+def _family_key(claims: dict[str, Any]) -> str:
+    """Where the revocation store keeps the family's revocation."""
+    return f"family:{_family(claims)}"
+
+
 def principal_from_token(token: str, kind: str = "access") -> Principal | None:
-    """The caller behind a JWT that is valid now: signed by us, unexpired, not revoked,
-    and issued to a user who is still active and has not ended their sessions since."""
+    """The caller behind a JWT that is valid now: signed by us, unexpired, not revoked (nor
+    its family), and issued to a user who is still active and has not ended their sessions
+    since. A refresh token's own revocation (it was spent) is left to `refresh`, which
+    must see a reuse to revoke the family."""
     claims = _decode(token, kind)
     if claims is None:
         return None
@@ -90,36 +118,53 @@ def principal_from_token(token: str, kind: str = "access") -> Principal | None:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError:
         return None
-    store, jti = revocations(), str(claims["jti"])
+    store, family = revocations(), _family_key(claims)
+    jti = str(claims["jti"]) if kind == "access" else family
     query = TOKEN_STATE_AND_REVOCATION if store.in_database else TOKEN_STATE
-    user = read_row(query, {"user_id": user_id, "jti": jti})
+    user = read_row(query, {"user_id": user_id, "jti": jti, "family": family})
     if user is None or not user.active or user.token_generation != claims.get("gen"):
         return None
-    revoked = user.revoked if store.in_database else store.is_revoked(jti)
+    revoked = user.revoked if store.in_database else store.any_revoked(jti, family)
     if revoked:
         return None
     return Principal(user_id, user.role, scopes_for(user.role), "jwt", claims)
 
 
 def refresh(refresh_principal: Principal) -> dict[str, Any]:
-    """New tokens for a refresh token, which is spent: refresh tokens are single-use."""
-    revoke(refresh_principal.claims)
-    return issue_tokens(users.get_user(refresh_principal.user_id))
+    """New tokens for a refresh token, which is spent: one use, even under concurrency.
 
-
-def revoke(claims: dict[str, Any]) -> None:
-    revocations().revoke(str(claims["jti"]), datetime.fromtimestamp(int(claims["exp"]), UTC))
-
-
-def revoke_refresh_token(token: str, user_id: uuid.UUID) -> None:
-    """Logout may hand in its refresh token too; only the caller's own is revoked."""
-    claims = _decode(token, "refresh")
-    if claims is None or claims.get("sub") != str(user_id):
-        raise ValidationFailed(
-            "refresh_token is not a valid refresh token of yours.",
-            errors=[{"field": "refresh_token", "message": "invalid refresh token"}],
+    Spending is a compare-and-set in the revocation store (an insert of its jti, or Redis
+    SET NX), so of any number of simultaneous uses exactly one wins. Any other use of a
+    spent token means two parties hold it: the family is revoked, ending the session for
+    both (the legitimate client logs in again; the thief's tokens are dead).
+    """
+    claims: dict[str, Any] = refresh_principal.claims
+    if not revocations().spend(str(claims["jti"]), _expiry(claims)):
+        _revoke_family(claims)
+        raise Unauthorized(
+            "This refresh token was already used: every token of its session is now revoked. "
+            "Log in again.",
+            headers=INVALID_TOKEN,
         )
-    revoke(claims)
+    user_id, role = refresh_principal.user_id, refresh_principal.role
+    return _token_pair(user_id, role, int(claims["gen"]), _family(claims))
+
+
+def logout(claims: dict[str, Any]) -> None:
+    """End the session these claims belong to: every token of their family."""
+    _revoke_family(claims)
+
+
+def _expiry(claims: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(claims["exp"]), UTC)
+
+
+def _revoke_family(claims: dict[str, Any]) -> None:
+    """Revoke the family until every token it can still hold has expired: a refresh in
+    flight may issue one more pair, lasting at most the longest token lifetime."""
+    config = current_app.config
+    lifetime = max(config["JWT_ACCESS_TOKEN_EXPIRES"], config["JWT_REFRESH_TOKEN_EXPIRES"])
+    revocations().revoke(_family_key(claims), utcnow() + lifetime + FAMILY_MARGIN)
 
 
 # --- API keys -------------------------------------------------------------------
@@ -132,7 +177,11 @@ def _digest(key: str) -> str:
 def create_api_key(
     owner: Principal, name: str, scopes: Sequence[str] | None, expires_at: datetime | None
 ) -> tuple[ApiKey, str]:
-    """A new key and its secret, which is shown this once and never stored."""
+    """A new key and its secret, which is shown this once and never stored.
+
+    The owner's row is locked while the key is added, so a deactivation running at the
+    same time either waits and then ends this key too, or comes first and this is 401.
+    """
     allowed = scopes_for(owner.role)
     wanted = set(scopes) if scopes is not None else allowed - {"admin"}
     if not wanted <= allowed:
@@ -142,6 +191,7 @@ def create_api_key(
             "expires_at must be in the future.",
             errors=[{"field": "expires_at", "message": "must be in the future"}],
         )
+    _lock_live_owner(owner)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey(
@@ -155,6 +205,29 @@ def create_api_key(
     db.session.add(api_key)
     db.session.commit()
     return api_key, key
+
+
+def _lock_live_owner(owner: Principal) -> None:
+    """Lock the owner's row if they are still active (and, for a token, still at its
+    generation), else 401. An UPDATE that changes nothing: it takes the row lock on
+    PostgreSQL, the write lock on SQLite, and checks the row in the same statement."""
+    live = [USERS.c.id == owner.user_id, USERS.c.active.is_(True)]
+    if "gen" in owner.claims:
+        live.append(USERS.c.token_generation == owner.claims["gen"])
+    locked = db.session.execute(update(USERS).where(*live).values(updated_at=USERS.c.updated_at))
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.rollback()
+        raise Unauthorized("Your session has ended: log in again.", headers=INVALID_TOKEN)
+
+
+def end_api_keys(user_id: uuid.UUID) -> None:
+    """Revoke every live key of the user, in the caller's transaction (a deactivation):
+    reactivating the user later does not bring them back."""
+    db.session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 def list_api_keys(user_id: uuid.UUID) -> list[ApiKey]:

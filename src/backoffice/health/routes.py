@@ -6,6 +6,7 @@ from apiflask import APIBlueprint
 from flask import url_for
 
 from backoffice.database import utcnow
+from backoffice.dependencies import RETRY_AFTER_SECONDS
 from backoffice.health import service
 from backoffice.health.schemas import Liveness, Readiness, ServiceInfo
 
@@ -17,7 +18,7 @@ readiness_bp = APIBlueprint("readiness", __name__, tag="Service")
 #: A degraded readiness answer has the same shape as a healthy one, not a problem body.
 DEGRADED: dict[int | str, dict[str, str | dict[str, dict[str, Any]]]] = {
     503: {
-        "description": "A dependency is down (`status: degraded`)",
+        "description": "A dependency is down (`status: degraded`, with `Retry-After`)",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}},
     }
 }
@@ -55,4 +56,6 @@ def readiness() -> Any:
         "version": service.VERSION,
         "checks": checks,
     }
-    return body, 200 if healthy else 503
+    if healthy:
+        return body, 200
+    return body, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}

@@ -5,16 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.metadata import version
 
-import structlog
 from flask import current_app
 from kombu.exceptions import KombuError
+from limits.errors import StorageError
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice.extensions import db
+from backoffice.auth.revocations import revocations
+from backoffice.dependencies import (
+    DATABASE,
+    QUEUE,
+    RATE_LIMIT_STORE,
+    REVOCATION_STORE,
+    DependencyUnavailable,
+    outages,
+)
+from backoffice.extensions import db, limiter
 from backoffice.queue import celery_for
-
-log = structlog.get_logger(__name__)
 
 VERSION = version("backoffice")
 
@@ -30,18 +38,47 @@ def check_queue() -> None:
         connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
 
 
-CHECKS: dict[str, Callable[[], None]] = {"database": check_database, "queue": check_queue}
+def check_revocation_store() -> None:
+    """Revoked tokens can be read: the database's table, or Redis (`REDIS_URL`)."""
+    revocations().check()
+
+
+def check_rate_limit_store() -> None:
+    """Login attempts can be counted: in this process (`memory://`), or in Redis."""
+    if not limiter.storage.check():
+        raise DependencyUnavailable(RATE_LIMIT_STORE)
+
+
+#: Every dependency a request may need, by the name readiness reports it under.
+CHECKS: dict[str, Callable[[], None]] = {
+    DATABASE: check_database,
+    QUEUE: check_queue,
+    REVOCATION_STORE: check_revocation_store,
+    RATE_LIMIT_STORE: check_rate_limit_store,
+}
+#: What a failing check may raise: the dependency is down, not the service broken.
+UNAVAILABLE = (
+    SQLAlchemyError,
+    KombuError,
+    RedisError,
+    StorageError,
+    OSError,
+    DependencyUnavailable,
+)
 
 
 def run_checks() -> dict[str, str]:
-    """`{"database": "ok" | "unavailable", ...}`; failures are logged, not exposed."""
+    """`{"database": "ok" | "unavailable", ...}`. A failure is logged once per outage
+    (with the requests that met the same outage), never exposed."""
     results = {}
     for name, check in CHECKS.items():
         try:
             check()
-            results[name] = "ok"
-        except (SQLAlchemyError, KombuError, OSError) as error:
-            log.warning("readiness_check_failed", check=name, error=type(error).__name__)
+        except UNAVAILABLE as error:
+            outages().failed(name, error)
             db.session.rollback()
             results[name] = "unavailable"
+        else:
+            outages().answered(name)
+            results[name] = "ok"
     return results

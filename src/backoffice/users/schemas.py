@@ -22,13 +22,16 @@ class UserIn(InputModel):
 
 
 class UserPatch(PatchModel):
-    """Only the fields sent change. `role` and `active` are for admins only."""
+    """Only the fields sent change. `role` and `active` are for admins only. Changing your
+    own `password` takes your `current_password` too (an admin changing someone else's
+    does not)."""
 
-    not_nullable = frozenset({"name", "email", "password", "role", "active"})
+    not_nullable = frozenset({"name", "email", "password", "current_password", "role", "active"})
 
     name: Name | None = None
     email: Email | None = None
     password: Password | None = None
+    current_password: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
     role: Role | None = None
     active: StrictBool | None = None
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from flask import current_app
 from sqlalchemy import Row, Table, func, select
 from sqlalchemy.exc import IntegrityError
 
 from backoffice import transactions
-from backoffice.errors import Conflict, Forbidden, NotFound, Unauthorized
+from backoffice.auth import service as auth
+from backoffice.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
-from backoffice.users.models import Role, User
+from backoffice.users.models import Role, User, canonical_email
 from backoffice.users.passwords import burn_time, hash_password, needs_rehash, verify_password
 
 USERS: Table = User.__table__  # type: ignore[assignment]
@@ -29,22 +30,42 @@ PUBLIC_COLUMNS = select(
 )
 ADMIN_ONLY_FIELDS = frozenset({"role", "active"})
 BAD_CREDENTIALS = "The email or password is not correct."
+#: Who is asking to create a user: nobody (no credentials), a member, or an admin.
+Caller = Literal["anonymous", "member", "admin"]
+
+
+class WrongPassword(ValidationFailed):
+    """A password change whose `current_password` is not the current password: a failed
+    password guess, limited per IP like failed logins."""
+
+
+def _current_password_error(message: str) -> dict[str, Any]:
+    return {
+        "detail": f"To change your own password, send your current_password: it {message}.",
+        "errors": [{"field": "current_password", "message": message}],
+    }
 
 
 def _by_email(email: str) -> User | None:
-    return db.session.scalars(select(User).where(func.lower(User.email) == email.lower())).first()
+    return db.session.scalars(
+        select(User).where(User.email_canonical == canonical_email(email))
+    ).first()
 
 
 def sign_up(
-    name: str, email: str, password: str, caller_is_admin: bool, registration: str | None = None
+    name: str, email: str, password: str, caller: Caller, registration: str | None = None
 ) -> User:
     """A new member, if the registration mode lets this caller create one.
 
     `registration` (default: the REGISTRATION setting) is "open", anyone signs up, or
-    "admin", only an admin creates users.
+    "admin", only an admin creates users: nobody else is 401 (authenticate as an admin),
+    a member 403.
     """
-    if (registration or current_app.config["REGISTRATION"]) == "admin" and not caller_is_admin:
-        raise Forbidden("Only an admin creates users here (REGISTRATION=admin).")
+    if (registration or current_app.config["REGISTRATION"]) == "admin" and caller != "admin":
+        refusal = "Only an admin creates users here (REGISTRATION=admin)."
+        if caller == "anonymous":
+            raise Unauthorized(refusal, headers=auth.AUTHENTICATE)
+        raise Forbidden(refusal)
     return create_user(name, email, password)
 
 
@@ -101,17 +122,39 @@ def list_users(
 def update_user(
     user_id: uuid.UUID, changes: dict[str, Any], viewer_id: uuid.UUID, viewer_is_admin: bool
 ) -> User:
+    """Apply a patch. A new password needs `current_password` when it is your own; a new
+    password or a deactivation ends every token (and a deactivation every API key); no
+    change may leave the service without an active admin (409)."""
     user = visible_user(user_id, viewer_id, viewer_is_admin)
     if ADMIN_ONLY_FIELDS & changes.keys() and not viewer_is_admin:
         raise Forbidden("Only an admin changes a user's role or active flag.")
+    current_password = changes.pop("current_password", None)
     password = changes.pop("password", None)
+    if current_password is not None and password is None:
+        raise ValidationFailed(
+            "current_password is sent only with a new password.",
+            errors=[{"field": "current_password", "message": "is sent only with a new password"}],
+        )
+    if password is not None and user_id == viewer_id:
+        _check_current_password(user, current_password)
+    removes_an_admin = _is_active_admin(user) and (
+        changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("active", True) is False
+    )
+    if removes_an_admin:
+        _lock_active_admins()
     if password is not None:
         user.password_hash = hash_password(password)
     for field, value in changes.items():
         setattr(user, field, value)
-    if password is not None or changes.get("active") is False:
+    deactivated = changes.get("active") is False
+    if password is not None or deactivated:
         user.token_generation += 1  # a new password or a deactivation ends every session
     try:
+        db.session.flush()  # the user's row first: a key being created for them waits on it
+        if deactivated:
+            auth.end_api_keys(user.id)
+        if removes_an_admin:
+            _keep_an_active_admin()
         transactions.commit()
     except IntegrityError:
         db.session.rollback()
@@ -120,9 +163,53 @@ def update_user(
 
 
 def delete_user(user_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> None:
-    """Delete the user; their API keys and todos go with them (ON DELETE CASCADE)."""
-    db.session.delete(visible_user(user_id, viewer_id, viewer_is_admin))
+    """Delete the user; their API keys and todos go with them (ON DELETE CASCADE), and
+    their tokens with their row. The last active admin is not deleted (409)."""
+    user = visible_user(user_id, viewer_id, viewer_is_admin)
+    removes_an_admin = _is_active_admin(user)
+    if removes_an_admin:
+        _lock_active_admins()
+    db.session.delete(user)
+    db.session.flush()
+    if removes_an_admin:
+        _keep_an_active_admin()
     transactions.commit()
+
+
+def _check_current_password(user: User, current_password: str | None) -> None:
+    if current_password is None:
+        raise ValidationFailed(**_current_password_error("is required"))
+    if not verify_password(user.password_hash, current_password):
+        raise WrongPassword(**_current_password_error("is not your current password"))
+
+
+def _is_active_admin(user: User) -> bool:
+    return user.role == Role.ADMIN and user.active
+
+
+def _lock_active_admins() -> None:
+    """Lock every active admin's row, in id order, before a change that removes one.
+
+    On PostgreSQL, two such changes then run one after the other (the second re-reads
+    the rows the first changed), so two admins demoting themselves at once cannot both
+    succeed; on SQLite the write lock orders them already.
+    """
+    db.session.execute(
+        select(User.id)
+        .where(User.role == Role.ADMIN, User.active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
+    )
+
+
+def _keep_an_active_admin() -> None:
+    """After the change is flushed: if no active admin is left, undo it (409)."""
+    left = db.session.scalar(
+        select(func.count()).where(User.role == Role.ADMIN, User.active.is_(True))
+    )
+    if not left:
+        db.session.rollback()
+        raise Conflict("This would leave no active admin: make someone else an admin first.")
 
 
 def ensure_admin(email: str, password: str, name: str = "Administrator") -> User | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,6 +26,7 @@ from backoffice import work
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
+from backoffice.storable import NUL_MESSAGE, nul_path
 from backoffice.transactions import commit
 from backoffice.webhooks.models import EventStatus, WebhookEvent
 from backoffice.webhooks.signatures import HeaderItems, verify
@@ -32,6 +34,9 @@ from backoffice.webhooks.signatures import HeaderItems, verify
 EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
 DEFAULT_SOURCE = "default"
 SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+#: The longest delivery id and event type stored (the columns' lengths, on every database).
+MAX_DELIVERY_ID = 255
+MAX_EVENT_TYPE = 200
 
 #: What an event type does with the event's payload. A handler may call
 #: `attempt.renew()` to keep a long run's lease; its database writes commit in one
@@ -62,22 +67,66 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise BadRequest("The delivery is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise BadRequest("The delivery must be a JSON object.")
+    path = nul_path(payload)
+    if path is not None:
+        raise _refuse(path, NUL_MESSAGE)
     return payload
+
+
+def _refuse(field: str, message: str) -> BadRequest:
+    return BadRequest(
+        f"The delivery's {field} {message}.", errors=[{"field": field, "message": message}]
+    )
+
+
+def _text(value: str, field: str, max_length: int) -> str:
+    """`value`, if it is 1 to `max_length` characters without control characters.
+
+    Never cut to fit: two long ids that share a prefix would become one event, and the
+    second delivery would be answered "duplicate" and lost. A partner told 400 stops
+    retrying; one told 500 would redeliver forever.
+    """
+    if not value.strip() or len(value) > max_length:
+        raise _refuse(field, f"must be 1 to {max_length} characters")
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise _refuse(field, "must not contain control characters")
+    return value
+
+
+def _scalar(value: object) -> str | None:
+    """A JSON string or integer as text; None for anything else (an object, a boolean)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _event_type(payload: dict[str, Any]) -> str | None:
+    """The payload's `type` (or `event`): what decides which handler processes it."""
+    field = "type" if "type" in payload else "event"
+    kind = payload.get(field)
+    if kind is None:
+        return None
+    text = _scalar(kind)
+    if text is None:
+        raise _refuse(field, "must be a string or an integer")
+    return _text(text, field, MAX_EVENT_TYPE)
 
 
 def _delivery_id(source: str, headers: HeaderItems, body: bytes, payload: dict[str, Any]) -> str:
     """Who vouches for the delivery, and its id: the signature's, or the payload's."""
     secret = current_app.config["WEBHOOK_SECRETS"].get(source)
     if secret:
-        return verify(secret, headers, body)
+        return _text(verify(secret, headers, body), "webhook-id", MAX_DELIVERY_ID)
     if source not in current_app.config["WEBHOOK_UNSIGNED_SOURCES"]:
         raise Unauthorized(
             f"The source {source!r} has no signing secret and may not deliver unsigned.",
             headers={"WWW-Authenticate": 'Webhook-Signature realm="webhooks"'},
         )
-    given = payload.get("id")
-    if isinstance(given, str | int) and str(given).strip():
-        return str(given)[:255]
+    given = _scalar(payload.get("id"))
+    if given is not None and given.strip():
+        return _text(given, "id", MAX_DELIVERY_ID)
     return "sha256:" + hashlib.sha256(body).hexdigest()  # no id: the same body is the same event
 
 
@@ -87,11 +136,10 @@ def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[WebhookEven
         raise NotFound("webhook source", source)
     payload = _parse(body)
     delivery_id = _delivery_id(source, headers, body, payload)
-    kind = payload.get("type", payload.get("event"))
     event = WebhookEvent(
         source=source,
         delivery_id=delivery_id,
-        event_type=str(kind)[:200] if kind is not None else None,
+        event_type=_event_type(payload),
         payload=payload,
         raw_body=body,
         status=EventStatus.RECEIVED,

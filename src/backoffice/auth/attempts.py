@@ -1,0 +1,117 @@
+"""Per-IP limits that hold under any concurrency: failed logins, sign-ups.
+
+Flask-Limiter's `deduct_when` counts a failure once it has been answered, so attempts
+already in flight when the limit is reached all get their password checked (50 at once
+gave 12 answers of 401 under a limit of 5). Here an attempt takes its place in the window
+*before* any work is done, with one atomic increment in the limiter's storage (memory, or
+Redis shared by every worker), and gives it back when its outcome does not count (a
+successful login). So no more than the limit's worth of counted outcomes is ever
+answered in one window, whatever the concurrency; attempts past it are 429 at once.
+
+Windows are clock-aligned (a "per minute" window is a clock minute) and the window is
+part of the key, so a place given back returns to the window it was taken from, never to
+the next one.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import current_app
+from flask_limiter.util import get_remote_address
+from limits import RateLimitItem, parse
+
+from backoffice.errors import Conflict, TooManyRequests, Unauthorized
+from backoffice.extensions import limiter
+from backoffice.users.service import WrongPassword
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class AttemptLimit:
+    """Attempts of one kind allowed per client IP, in the setting named `setting`."""
+
+    name: str
+    setting: str
+    #: Outcomes (raised errors) that keep their place in the window.
+    counted_errors: tuple[type[BaseException], ...]
+    #: Whether a success keeps its place too (a sign-up does; a login does not).
+    success_counts: bool
+    #: What a client past the limit is told (the wait is appended).
+    refusal: str
+
+    def item(self) -> RateLimitItem:
+        return parse(str(current_app.config[self.setting]))
+
+    @contextmanager
+    def attempt(self, client: str) -> Iterator[None]:
+        """Take a place for one attempt by `client` (429 if there is none left), and give
+        it back when the block's outcome does not count."""
+        item = self.item()
+        seconds = item.get_expiry()
+        now = time.time()
+        window = int(now // seconds)
+        key = item.key_for(self.name, client, str(window))
+        if limiter.storage.incr(key, seconds) > item.amount:
+            limiter.storage.incr(key, seconds, amount=-1)  # a refusal is not an attempt
+            wait = max(1, math.ceil((window + 1) * seconds - now))
+            raise TooManyRequests(
+                f"{self.refusal} Try again in {wait} seconds.", headers={"Retry-After": str(wait)}
+            )
+        try:
+            yield
+        except self.counted_errors:
+            raise
+        except BaseException:
+            limiter.storage.incr(key, seconds, amount=-1)
+            raise
+        if not self.success_counts:
+            limiter.storage.incr(key, seconds, amount=-1)
+
+
+def limit_attempts(
+    limit: AttemptLimit, exempt: Callable[[], bool] = lambda: False
+) -> Callable[[View], View]:
+    """Decorate a view so each call is one attempt by the client's IP (unless `exempt()`).
+
+    Put it above `@bp.input`, so a client past the limit is refused before its body is
+    even read, and a body that fails the schema gives its place back.
+    """
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            if exempt():
+                return view(*args, **kwargs)
+            with limit.attempt(get_remote_address()):
+                return view(*args, **kwargs)
+
+        return limited  # type: ignore[return-value]
+
+    return decorate
+
+
+#: Password checks per client IP: a failed login, or a wrong `current_password` on a
+#: password change, keeps its place; a right password gives it back.
+PASSWORD_GUESSES = AttemptLimit(
+    name="password",
+    setting="LOGIN_RATE_LIMIT",
+    counted_errors=(Unauthorized, WrongPassword),
+    success_counts=False,
+    refusal="Too many failed password attempts from your address.",
+)
+#: Sign-ups per client IP: a user created, or an email found taken (409), keeps its place.
+SIGN_UPS = AttemptLimit(
+    name="sign-up",
+    setting="SIGNUP_RATE_LIMIT",
+    counted_errors=(Conflict,),
+    success_counts=True,
+    refusal="Too many sign-ups from your address.",
+)
