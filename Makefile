@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export HOST PORT
 
-.PHONY: run dev test test-fast lint typecheck pytest bench install migrate clean
+.PHONY: run dev test test-fast fuzz lint typecheck pytest bench install migrate clean
 
 run: install migrate ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run flask users bootstrap-admin
@@ -31,6 +31,10 @@ pytest: install
 
 test-fast: install ## Every test but those that start Celery workers: the quick loop while editing
 	$(UV) run pytest -n auto -m "not worker" $(PYTEST_ARGS)
+
+FUZZ_EXAMPLES ?= 200
+fuzz: install ## Schemathesis against the OpenAPI document, FUZZ_EXAMPLES requests per operation and mode
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run pytest -n auto -p no:cacheprovider tests/test_schemathesis.py $(PYTEST_ARGS)
 
 bench: install ## Load benchmark against PostgreSQL (see bench/)
 	$(UV) run python -m bench $(BENCH_ARGS)

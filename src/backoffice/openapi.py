@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,118 @@ def _password_flow(spec: dict[str, Any], prefix: str) -> None:
                     operation["security"].append({OAUTH2_SCHEME: requirement["BearerAuth"]})
 
 
-def _spec_processor(prefix: str) -> Callable[[dict[str, Any] | str], dict[str, Any] | str]:
+#: `<uuid:name>` (or `<uuid(...):name>`) in a URL rule: a path parameter that must be a UUID.
+_UUID_SEGMENT = re.compile(r"<uuid(?:\([^)]*\))?:(\w+)>")
+_ANY_SEGMENT = re.compile(r"<(?:[^:<>]+:)?(\w+)>")
+
+
+def uuid_parameters(rules: Iterable[str]) -> dict[str, set[str]]:
+    """For each OpenAPI path (`/api/items/{item_id}`), the names of its `<uuid:...>` segments.
+
+    APIFlask documents every converter's parameter as a plain string; ours refuse anything
+    but a UUID (400, `conventions.StrictUUIDConverter`), so the document must say so.
+    """
+    found: dict[str, set[str]] = {}
+    for rule in rules:
+        names = set(_UUID_SEGMENT.findall(rule))
+        if names:
+            found.setdefault(_ANY_SEGMENT.sub(r"{\1}", rule), set()).update(names)
+    return found
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`X | None` as a query parameter: a query string cannot send null, only leave it out."""
+    variants = schema.get("anyOf")
+    if not variants or {"type": "null"} not in variants:
+        return schema
+    rest = [variant for variant in variants if variant != {"type": "null"}]
+    narrowed = {key: value for key, value in schema.items() if key not in {"anyOf", "default"}}
+    return {**narrowed, **rest[0]} if len(rest) == 1 else {**narrowed, "anyOf": rest}
+
+
+def _exact_parameters(spec: dict[str, Any], uuids: dict[str, set[str]]) -> None:
+    """UUID path parameters get `format: uuid`; optional query parameters lose `null`."""
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] in uuids.get(path, ()):
+                    parameter["schema"] = {"type": "string", "format": "uuid"}
+                elif parameter["in"] == "query":
+                    parameter["schema"] = _without_null(parameter["schema"])
+
+
+#: What the shared layers (`conventions`, auth, `dependencies`) can answer for any view.
+UNAVAILABLE = "A dependency (the database, a store, the broker) does not answer: retry after "
+UNAVAILABLE += "`Retry-After`"
+
+
+def _shared_answers(spec: dict[str, Any]) -> None:
+    """Document the answers every view inherits, so none is missing from an operation:
+
+    - a JSON body is required (400 without one, 413 too long, 415 another type, 422 invalid);
+    - a UUID path parameter that is not one is 400;
+    - credentials: 401 when bad (even where they are optional), 403 without a scope the
+      operation needs;
+    - 503 when a dependency is down, for every operation but liveness (no I/O) and the
+      service index.
+    """
+    error = {"$ref": "#/components/schemas/HTTPError"}
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            statuses: set[int] = set()
+            if "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+                statuses |= {400, 413, 415, 422}
+            if any(parameter["in"] == "path" for parameter in operation.get("parameters", [])):
+                statuses.add(400)
+            security = operation.get("security", [])
+            if security:
+                statuses.add(401)
+            if any(scopes for requirement in security for scopes in requirement.values()):
+                statuses.add(403)
+            if path not in {"/", "/health"}:
+                statuses.add(503)
+            responses = operation.setdefault("responses", {})
+            for status in sorted(statuses):
+                description = UNAVAILABLE if status == 503 else HTTPStatus(status).phrase
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": error}},
+                    },
+                )
+
+
+#: `@bp.doc(extensions=...)` marks: the view's credentials are optional (anonymous allowed).
+OPTIONAL_AUTH = {"x-optional-auth": True}
+#: `@bp.doc(extensions=...)` marks: the view reads a raw JSON object itself (no schema).
+JSON_OBJECT_BODY = {"x-json-object-body": True}
+
+
+def _view_marks(spec: dict[str, Any]) -> None:
+    """Turn the marks above into OpenAPI: an empty security requirement (anyone may call),
+    a required request body of any JSON object."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.pop("x-optional-auth", False):
+                operation.setdefault("security", []).append({})
+            if operation.pop("x-json-object-body", False):
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+
+
+def _spec_processor(app: APIFlask) -> Callable[[dict[str, Any] | str], dict[str, Any] | str]:
     """APIFlask keeps one spec processor: this one applies every adjustment above."""
+    prefix = app.config["API_PREFIX"]
 
     def process(spec: dict[str, Any] | str) -> dict[str, Any] | str:
         if isinstance(spec, dict):
+            _view_marks(spec)
+            _exact_parameters(spec, uuid_parameters(rule.rule for rule in app.url_map.iter_rules()))
+            _shared_answers(spec)
             _problem_media_type(spec)
             _password_flow(spec, prefix)
         return spec
@@ -115,4 +223,4 @@ def init_openapi(app: APIFlask) -> None:
             "description": "Back-office REST API: inventory, people and roles, per-person todos."
         },
     )
-    app.spec_processor(_spec_processor(app.config["API_PREFIX"]))
+    app.spec_processor(_spec_processor(app))

@@ -16,19 +16,28 @@ from urllib.parse import urlencode
 
 from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backoffice.errors import BadRequest
 from backoffice.readonly import read_rows
-from backoffice.schemas import trimmed
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[str, trimmed(1, 500)]
+#: What `encode_cursor` makes (itsdangerous: base64url payload `.` base64url signature). Only
+#: a cursor the server issued for the same list is accepted; any other is a 400.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+Cursor = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=CURSOR_PATTERN),
+    Field(
+        description="`next_cursor` of the previous page, passed back exactly as given.",
+        json_schema_extra={"format": "cursor"},
+    ),
+]
 
 T = TypeVar("T")
 

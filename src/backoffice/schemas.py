@@ -3,39 +3,57 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     PlainSerializer,
     StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from backoffice.storable import NUL_MESSAGE, nul_path
 
 
-def _without_controls(allowed: str) -> AfterValidator:
-    def check(value: str) -> str:
+@dataclass(frozen=True)
+class _WithoutControls:
+    """Refuse control characters (Unicode category Cc) but `allowed`, and say so in the JSON
+    schema: `pattern` is the same rule, so the document tells which strings are accepted."""
+
+    allowed: str
+    pattern: str
+
+    def check(self, value: str) -> str:
         # Control characters are never meant in text a person typed; U+0000 cannot even be
         # stored by PostgreSQL. Refuse them here rather than fail or mangle them later.
-        if any(unicodedata.category(char) == "Cc" and char not in allowed for char in value):
+        if any(unicodedata.category(char) == "Cc" and char not in self.allowed for char in value):
             raise ValueError("must not contain control characters")
         return value
 
-    return AfterValidator(check)
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "pattern": self.pattern}
 
 
-#: A name or title: no control characters at all.
-single_line = _without_controls("")
+#: A name or title: no control characters at all (Cc is U+0000-U+001F and U+007F-U+009F).
+single_line = _WithoutControls("", r"^[^\x00-\x1f\x7f-\x9f]*$")
 #: Free text: line breaks and tabs allowed, other control characters not.
-multi_line = _without_controls("\t\n\r")
+multi_line = _WithoutControls("\t\n\r", r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")
 
 
 def trimmed(min_length: int, max_length: int) -> StringConstraints:
@@ -61,12 +79,29 @@ class InputModel(BaseModel):
         return value
 
 
+def _document_patch(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """What the JSON schema of a PATCH body cannot infer: at least one field, and a
+    `not_nullable` field is its type alone, not `anyOf [..., null]` (the `| None` in its
+    annotation only makes it optional)."""
+    schema["minProperties"] = 1
+    not_nullable: frozenset[str] = getattr(model, "not_nullable", frozenset())
+    for name, field in schema.get("properties", {}).items():
+        variants = field.get("anyOf", [])
+        if name in not_nullable and {"type": "null"} in variants:
+            rest = [variant for variant in variants if variant != {"type": "null"}]
+            del field["anyOf"]
+            field.pop("default", None)
+            field.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+
+
 class PatchModel(InputModel):
     """A PATCH body: only the fields sent change, and at least one must be sent.
 
     Fields listed in `not_nullable` may be left out but not sent as null (a name, a
-    quantity); the others may be cleared with null.
+    quantity); the others may be cleared with null. The body must hold at least one field.
     """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_patch)
 
     not_nullable: ClassVar[frozenset[str]] = frozenset()
 

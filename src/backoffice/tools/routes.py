@@ -31,6 +31,15 @@ STREAM_EXAMPLE = (
     'event: usage\ndata: {"tokens_used": 12, "prompt_tokens": 9, "completion_tokens": 3}\n\n'
     "data: [DONE]\n\n"
 )
+#: One server-sent event (the stream is a sequence of them): `data` is JSON, or `[DONE]`.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["message", "usage", "error"]},
+        "data": {"type": "string"},
+    },
+    "required": ["data"],
+}
 CHAT_RESPONSES: dict[int | str, Any] = {
     200: {
         "description": (
@@ -39,7 +48,7 @@ CHAT_RESPONSES: dict[int | str, Any] = {
             "`data: [DONE]`. A failure part-way is an `event: error` carrying a problem, "
             "and no `[DONE]`."
         ),
-        "content": {MIMETYPE: {"schema": {"type": "string"}, "example": STREAM_EXAMPLE}},
+        "content": {MIMETYPE: {"schema": SSE_EVENT, "example": STREAM_EXAMPLE}},
     },
 }
 CHAT_PROBLEMS = problem_responses(400, 401, 403, 413, 415, 422, 429, 502, 503, 504)

@@ -9,7 +9,7 @@ from flask import Response, request, url_for
 from backoffice.auth.attempts import PASSWORD_GUESSES, SIGN_UPS, limit_attempts
 from backoffice.auth.guards import authenticated, caller_if_any, current_principal
 from backoffice.conventions import no_content
-from backoffice.openapi import problem_responses
+from backoffice.openapi import OPTIONAL_AUTH, problem_responses
 from backoffice.pagination import page_response
 from backoffice.users import service
 from backoffice.users.schemas import UserIn, UserList, UserOut, UserPatch, UserQuery
@@ -42,7 +42,7 @@ def _checks_no_password() -> bool:
 @limit_attempts(SIGN_UPS, exempt=_by_an_admin)
 @bp.input(UserIn, arg_name="new_user")
 @bp.output(UserOut, status_code=201)
-@bp.doc(responses=problem_responses(400, 401, 403, 409, 415, 422, 429))
+@bp.doc(responses=problem_responses(400, 401, 403, 409, 415, 422, 429), extensions=OPTIONAL_AUTH)
 def create_user(new_user: UserIn) -> Any:
     """Sign up (open registration), or create a user (admin, when REGISTRATION=admin)
 
