@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from backoffice.extensions import db
+from backoffice.webhooks.signatures import sign
 
 T = TypeVar("T")
 
@@ -136,3 +137,19 @@ def wait_for_event(
         lambda event: event["status"] == status,
         timeout=timeout,
     )
+
+
+# --- webhooks ---------------------------------------------------------------
+
+
+def signed_headers(
+    secret: str, body: bytes, msg_id: str | None = None, at: int | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers signing `body` with `secret` (a fresh id, now, by default)."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    at = int(time.time()) if at is None else at
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(at),
+        "webhook-signature": sign(secret, msg_id, at, body),
+    }

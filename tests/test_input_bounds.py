@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 import uuid
 
 import orjson
@@ -22,8 +21,7 @@ from backoffice.orders.models import Order
 from backoffice.todos.models import Todo
 from backoffice.users.models import User
 from backoffice.webhooks.models import WebhookEvent
-from backoffice.webhooks.signatures import sign
-from tests.support import PASSWORD, assert_problem, count_rows
+from tests.support import PASSWORD, assert_problem, count_rows, signed_headers
 
 SECRET = "whsec_" + base64.b64encode(b"bounds-shared-secret-0123456789").decode()
 
@@ -41,13 +39,7 @@ def gateway(make_app, database_url, queue_settings):
 
 def deliver(client, body: bytes, msg_id: str | None = None):
     """POST `body` to the signed source, signed with a fresh id unless one is given."""
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    at = int(time.time())
-    headers = {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(at),
-        "webhook-signature": sign(SECRET, msg_id, at, body),
-    }
+    headers = signed_headers(SECRET, body, msg_id)
     return client.post(
         "/api/webhooks/acme", data=body, headers=headers, content_type="application/json"
     )

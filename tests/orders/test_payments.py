@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 
 import orjson
 import pytest
 
 from backoffice import work
-from backoffice.webhooks.signatures import sign
 from tests.items.factories import create_item
-from tests.support import wait_for_event
+from tests.support import signed_headers, wait_for_event
 
 SECRET = "whsec_" + base64.b64encode(b"payments-partner-secret-000000").decode()
 
@@ -31,13 +29,7 @@ def partner(make_app, database_url, queue_settings):
 
 def deliver(app, payload: dict, msg_id: str | None = None):
     body = orjson.dumps(payload)
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    at = int(time.time())
-    headers = {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(at),
-        "webhook-signature": sign(SECRET, msg_id, at, body),
-    }
+    headers = signed_headers(SECRET, body, msg_id)
     return app.test_client().post(
         "/api/webhooks/payments", data=body, headers=headers, content_type="application/json"
     )

@@ -15,8 +15,7 @@ from backoffice import work
 from backoffice.extensions import db
 from backoffice.webhooks import service
 from backoffice.webhooks.models import WebhookEvent
-from backoffice.webhooks.signatures import sign
-from tests.support import assert_problem, count_rows, wait_for_event
+from tests.support import assert_problem, count_rows, signed_headers, wait_for_event
 
 SECRET = "whsec_" + base64.b64encode(b"acme-shared-secret-0123456789").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"somebody-else-entirely-000000").decode()
@@ -27,13 +26,7 @@ def stored() -> int:
 
 
 def signed(body: bytes, secret: str = SECRET, msg_id: str | None = None, at: int | None = None):
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    at = int(time.time()) if at is None else at
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(at),
-        "webhook-signature": sign(secret, msg_id, at, body),
-    }
+    return signed_headers(secret, body, msg_id, at)
 
 
 @pytest.fixture
