@@ -68,14 +68,42 @@ def test_a_signed_delivery_with_an_overlong_webhook_id_is_400_and_not_stored(gat
         ({"type": "line\nbreak"}, "type"),
         ({"type": {"name": "nested"}}, "type"),
         ({"event": "e" * 201}, "event"),
-        ({"type": "ok", "data": {"lines": [{"note": "\u0000"}]}}, "data.lines.0.note"),
-        ({"type": "ok", "key\u0000": 1}, "key\u0000"),
+        ({"type": "ok", "event": "e\u0000"}, "event"),
+        ({"type": ""}, "type"),
+        ({"type": True}, "type"),
+        ({"type": 2**63}, "type"),
+        ({"type": "ok", "id": {"nested": 1}}, "id"),
+        ({"type": "ok", "id": "i" * 256}, "id"),
     ],
-    ids=["nul-type", "long-type", "control-type", "object-type", "long-event", "deep-nul", "key"],
+    ids=[
+        "nul-type",
+        "long-type",
+        "control-type",
+        "object-type",
+        "long-event",
+        "nul-event-beside-type",
+        "empty-type",
+        "boolean-type",
+        "huge-integer-type",
+        "object-id",
+        "long-id-even-when-signed",
+    ],
 )
 def test_a_signed_delivery_with_a_bad_text_field_is_400_naming_it(gateway, in_db, payload, field):
     assert_problem(deliver(gateway, orjson.dumps(payload)), 400, field)
     assert stored_events(in_db) == 0
+
+
+def test_a_payload_is_stored_as_sent_with_nul_anywhere_but_the_fields_read_as_text(
+    gateway, in_db, as_user, admin
+):
+    """The payload column is JSON on both databases, which holds the `\\u0000` escape."""
+    payload = {"type": 7.0, "data": {"lines": [{"note": "a\u0000b"}]}, "key\u0000": [1]}
+    response = deliver(gateway, orjson.dumps(payload))
+    assert response.status_code == 201
+    event = as_user(admin).get(f"/api/webhooks/events/{response.json['id']}").json
+    assert event["payload"] == payload
+    assert event["event_type"] == "7"
 
 
 @pytest.mark.parametrize(

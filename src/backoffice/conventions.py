@@ -153,7 +153,8 @@ def expected_version(resource_id: uuid.UUID) -> int | None:
     if_match = request.if_match
     if if_match.star_tag:
         return None
-    versions = (_version_in(etag, resource_id) for etag in if_match.as_set())
+    # An empty tag (`""`) parses as None: it names no version.
+    versions = (_version_in(etag, resource_id) for etag in if_match.as_set() if etag)
     return max((version for version in versions if version is not None), default=NO_SUCH_VERSION)
 
 

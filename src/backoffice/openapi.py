@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import flask_swagger_ui
+import orjson
 from apiflask import APIFlask
 from flask import Blueprint
 
 from backoffice.auth.principal import SCOPE_DESCRIPTIONS
 from backoffice.errors import PROBLEM_MIMETYPE
+from backoffice.idempotency import KEY_PATTERN
 from backoffice.schemas import OutputModel
 
 #: Swagger UI's scripts and styles, shipped inside the flask-swagger-ui wheel.
@@ -69,6 +71,13 @@ def _problem_media_type(spec: dict[str, Any]) -> None:
                 schema = content.get("application/json", {}).get("schema", {})
                 if str(schema.get("$ref", "")).endswith("/HTTPError"):
                     content[PROBLEM_MIMETYPE] = content.pop("application/json")
+
+
+def _security_descriptions(spec: dict[str, Any], prefix: str) -> None:
+    """The schemes' descriptions say where to get credentials, with the real prefix."""
+    for scheme in spec.get("components", {}).get("securitySchemes", {}).values():
+        if "description" in scheme:
+            scheme["description"] = scheme["description"].replace("{prefix}", prefix)
 
 
 def _password_flow(spec: dict[str, Any], prefix: str) -> None:
@@ -173,22 +182,192 @@ def _shared_answers(spec: dict[str, Any]) -> None:
 
 #: `@bp.doc(extensions=...)` marks: the view's credentials are optional (anonymous allowed).
 OPTIONAL_AUTH = {"x-optional-auth": True}
-#: `@bp.doc(extensions=...)` marks: the view reads a raw JSON object itself (no schema).
-JSON_OBJECT_BODY = {"x-json-object-body": True}
+
+
+def json_object_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """`@bp.doc(extensions=...)` mark: the view reads its JSON object body itself (no
+    pydantic model); `schema` is what it accepts."""
+    return {"x-json-object-body": schema}
 
 
 def _view_marks(spec: dict[str, Any]) -> None:
     """Turn the marks above into OpenAPI: an empty security requirement (anyone may call),
-    a required request body of any JSON object."""
+    a required request body of the JSON object the view reads."""
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
             if operation.pop("x-optional-auth", False):
                 operation.setdefault("security", []).append({})
-            if operation.pop("x-json-object-body", False):
+            body = operation.pop("x-json-object-body", None)
+            if body is not None:
                 operation["requestBody"] = {
                     "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {"application/json": {"schema": body}},
                 }
+
+
+# --- operation ids, components and headers --------------------------------------------
+
+
+def _views(app: APIFlask) -> dict[tuple[str, str], Callable[..., Any]]:
+    """(OpenAPI path, method) → the callable serving it (a MethodView's method)."""
+    views: dict[tuple[str, str], Callable[..., Any]] = {}
+    for rule in app.url_map.iter_rules():
+        path = _ANY_SEGMENT.sub(r"{\1}", rule.rule)
+        function = app.view_functions[rule.endpoint]
+        view_class = getattr(function, "view_class", None)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            view = getattr(view_class, method.lower()) if view_class else function
+            views[(path, method.lower())] = view
+    return views
+
+
+def _marked(view: Callable[..., Any] | None, mark: str) -> bool:
+    """Whether `view`, or a function it wraps, carries `mark`."""
+    while view is not None:
+        if getattr(view, mark, False):
+            return True
+        view = getattr(view, "__wrapped__", None)
+    return False
+
+
+def _operation_ids(spec: dict[str, Any], views: dict[tuple[str, str], Callable[..., Any]]) -> None:
+    """Every operation gets a stable id, its view's name (`create_item`), unless it names
+    one itself (`@bp.doc(operation_id=...)`, as a MethodView's methods do)."""
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            view = views.get((path, method))
+            if "operationId" not in operation and view is not None:
+                operation["operationId"] = view.__name__
+
+
+def _unqualified(spec: dict[str, Any]) -> None:
+    """One component per model: APIFlask names a model nested in another `Outer.Inner`
+    (so `ItemOut` appears again as `ItemList.ItemOut`); every copy of the same schema
+    becomes plain `Inner`. Two different models of one name keep their qualified names.
+    Repeated until nothing changes: copies that differ only by the names of the copies they
+    refer to become equal once those are renamed.
+    """
+    while _unqualify_once(spec):
+        pass
+
+
+def _unqualify_once(spec: dict[str, Any]) -> bool:
+    schemas: dict[str, Any] = spec.get("components", {}).get("schemas", {})
+    by_name: dict[str, list[str]] = {}
+    for name in schemas:
+        by_name.setdefault(name.rpartition(".")[2], []).append(name)
+    renames: dict[str, str] = {}
+    for short, names in by_name.items():
+        if len({orjson.dumps(schemas[name], option=orjson.OPT_SORT_KEYS) for name in names}) == 1:
+            renames.update((name, short) for name in names if name != short)
+    if not renames:
+        return False
+    for old, new in renames.items():
+        schemas.setdefault(new, schemas[old])
+        del schemas[old]
+    prefix = "#/components/schemas/"
+    pending: list[Any] = [spec]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if isinstance(reference, str) and reference[len(prefix) :] in renames:
+                node["$ref"] = prefix + renames[reference[len(prefix) :]]
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return True
+
+
+def _unique_tags(spec: dict[str, Any]) -> None:
+    """Two blueprints may share a tag (the service's root and readiness): list it once."""
+    seen: set[str] = set()
+    tags = []
+    for tag in spec.get("tags", []):
+        if tag["name"] not in seen:
+            seen.add(tag["name"])
+            tags.append(tag)
+    spec["tags"] = tags
+
+
+def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retry safely: a retry with the same key and body gets the first answer "
+    "again (with `Idempotent-Replayed: true`), never a second resource; the same key with "
+    "another body is 422, while the first is still running 409.",
+    "schema": {"type": "string", "pattern": KEY_PATTERN.pattern},
+}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag you last read: the change is made only if it is still current "
+    "(412 otherwise). `*` only asks that the resource exist.",
+    "schema": {"type": "string"},
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag you hold: 304 with no body while it is current.",
+    "schema": {"type": "string"},
+}
+#: Models served with the `ETag` of the version they show.
+VERSIONED = {"ItemOut", "OrderOut", "TodoOut"}
+
+
+def _headers(spec: dict[str, Any], views: dict[tuple[str, str], Callable[..., Any]]) -> None:
+    """The headers a client sends and reads, which no schema of a body shows:
+
+    - `Idempotency-Key` on creating operations; `If-Match` where a write can answer 412,
+      `If-None-Match` where a read can answer 304;
+    - `ETag` with every versioned resource, `Location` with 201 and 202, `Link` with list
+      pages, `Idempotent-Replayed` on replays, `Retry-After` with 429 and 503.
+    """
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses: dict[str, Any] = operation.get("responses", {})
+            parameters: list[dict[str, Any]] = operation.setdefault("parameters", [])
+            idempotent = _marked(views.get((path, method)), "takes_idempotency_key")
+            if idempotent:
+                parameters.append(IDEMPOTENCY_KEY)
+            if "412" in responses:
+                parameters.append(IF_MATCH)
+            if "304" in responses:
+                parameters.append(IF_NONE_MATCH)
+                responses["304"].setdefault("headers", {})["ETag"] = _header("The current ETag")
+            if not parameters:
+                del operation["parameters"]
+            pages = any(parameter["name"] == "cursor" for parameter in parameters)
+            for status, response in responses.items():
+                headers = response.setdefault("headers", {})
+                if status in {"429", "503"}:
+                    headers["Retry-After"] = _header(
+                        "Seconds to wait before trying again", {"type": "integer", "minimum": 0}
+                    )
+                if not status.startswith("2"):
+                    continue
+                schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+                if str(schema.get("$ref", "")).rpartition("/")[2] in VERSIONED:
+                    headers["ETag"] = _header("This version's ETag, for If-Match/If-None-Match")
+                if status in {"201", "202"}:
+                    headers["Location"] = _header("Where the new resource (or job) is")
+                if pages:
+                    headers["Link"] = _header('`<...>; rel="next"` while there are more pages')
+                if idempotent:
+                    headers["Idempotent-Replayed"] = _header(
+                        "`true` on an answer replayed for a retried Idempotency-Key",
+                        {"type": "string", "enum": ["true"]},
+                    )
+            for response in responses.values():
+                if not response.get("headers"):
+                    response.pop("headers", None)
 
 
 def _spec_processor(app: APIFlask) -> Callable[[dict[str, Any] | str], dict[str, Any] | str]:
@@ -202,6 +381,12 @@ def _spec_processor(app: APIFlask) -> Callable[[dict[str, Any] | str], dict[str,
             _shared_answers(spec)
             _problem_media_type(spec)
             _password_flow(spec, prefix)
+            views = _views(app)
+            _operation_ids(spec, views)
+            _headers(spec, views)
+            _unqualified(spec)
+            _unique_tags(spec)
+            _security_descriptions(spec, prefix)
         return spec
 
     return process

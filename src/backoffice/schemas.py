@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
@@ -61,15 +62,47 @@ def trimmed(min_length: int, max_length: int) -> StringConstraints:
     return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
 
+def _integral(value: object) -> object:
+    """JSON has one number type, and JSON Schema counts 1.0 as the integer 1: take it as 1.
+
+    Nothing else is coerced: 1.5, "1" and true stay errors (StrictInt after this).
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: Last in `Annotated[StrictInt, Field(...), integral]`: an integer as JSON Schema defines
+#: one, 3 or 3.0, never 3.5, "3" or true (placed last, the bounds stay in the JSON schema).
+integral = BeforeValidator(_integral)
+
+
 #: ISO 8601 with an explicit `+00:00` (pydantic would write `Z`).
 Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+
+
+#: What `InputModel` says of a string with no pattern of its own.
+WITHOUT_NUL = r"^[^\x00]*$"
+
+
+def _state_without_nul(schema: dict[str, Any]) -> None:
+    """Say in the JSON schema what `InputModel._storable` checks: a string without a
+    pattern of its own (which already excludes U+0000) gets `WITHOUT_NUL`."""
+    pending = list(schema.get("properties", {}).values())
+    while pending:
+        node = pending.pop()
+        if node.get("type") == "string" and "pattern" not in node and "enum" not in node:
+            node["pattern"] = WITHOUT_NUL
+        pending.extend(node.get("anyOf", []))
+        if isinstance(node.get("items"), dict):
+            pending.append(node["items"])
 
 
 class InputModel(BaseModel):
     """A request body or query: unknown fields are an error, not silently dropped, and no
     text in it holds U+0000, which PostgreSQL cannot store (`backoffice.storable`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_state_without_nul)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -92,6 +125,10 @@ def _document_patch(schema: dict[str, Any], model: type[BaseModel]) -> None:
             del field["anyOf"]
             field.pop("default", None)
             field.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+    dependent: dict[str, list[str]] = getattr(model, "dependent_required", {})
+    if dependent:
+        schema["dependentRequired"] = dependent
+    _state_without_nul(schema)
 
 
 class PatchModel(InputModel):

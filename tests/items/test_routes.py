@@ -67,6 +67,8 @@ def test_create_defaults_description_to_null_and_quantity_to_zero(client):
         ({"name": "ok", "quantity": 2**31}, {"quantity"}),
         ({"name": "ok", "quantity": "5"}, {"quantity"}),
         ({"name": "ok", "quantity": 1.5}, {"quantity"}),
+        ({"name": "ok", "quantity": 2.0**31}, {"quantity"}),
+        ({"name": "ok", "quantity": float("inf")}, {"quantity"}),
         ({"name": "ok", "quantity": True}, {"quantity"}),
         ({"name": "ok", "description": "d" * 2001}, {"description"}),
         ({"name": "ok", "colour": "red"}, {"colour"}),
@@ -79,6 +81,16 @@ def test_create_with_invalid_fields_is_422_naming_them_and_stores_nothing(
     body = assert_problem(client.post("/api/items", json=payload), 422, *fields)
     assert all(error["message"] for error in body["errors"])
     assert in_db(count_items) == 0
+
+
+def test_a_quantity_written_3_0_is_the_integer_3_as_json_schema_counts_it(client, in_db):
+    response = client.post(
+        "/api/items", data='{"name": "bolt", "quantity": 3.0}', content_type="application/json"
+    )
+    assert response.status_code == 201
+    assert response.json["quantity"] == 3
+    assert isinstance(response.json["quantity"], int)
+    assert in_db(count_items) == 1
 
 
 def test_create_with_another_content_type_is_415(client, in_db):
@@ -308,6 +320,8 @@ def current_etag(client, item: dict) -> str:
         '"99999999999999999999999-ab"',
         "",
         ",",
+        '""',  # an empty tag, which the parser gives back as None
+        '"u-x", "", ""',
     ],
 )
 def test_a_forged_or_garbled_if_match_is_412_and_changes_nothing(client, in_db, if_match):

@@ -81,6 +81,7 @@ def test_a_signed_payment_marks_the_order_paid_once(partner, worker, client, as_
         ("cancelled", "was cancelled"),
         ("no_order_id", "no valid order_id"),
         ("bad_order_id", "no valid order_id"),
+        ("nul_payment_id", "payment_id holding U+0000"),
     ],
 )
 def test_a_payment_that_can_never_apply_fails_at_once_with_its_reason(
@@ -100,6 +101,8 @@ def test_a_payment_that_can_never_apply_fails_at_once_with_its_reason(
         client.post(f"/api/orders/{order['id']}/cancel")
     elif case == "no_order_id":
         del payload["order_id"]
+    elif case == "nul_payment_id":  # stored with the event; a text column cannot hold it
+        payload["payment_id"] = "pi_\u0000"
     else:
         payload["order_id"] = "order-42"
     response = gateway.test_client().post("/api/webhook", json=payload)

@@ -35,7 +35,9 @@ class ApiKeyIn(InputModel):
     scopes: Annotated[list[Scope], Field(min_length=1)] | None = Field(
         default=None, description="Defaults to every scope of yours except admin."
     )
-    expires_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="A moment in the future (422 otherwise); none: never expires."
+    )
 
 
 class ApiKeyOut(OutputModel):

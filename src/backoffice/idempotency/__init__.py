@@ -17,7 +17,7 @@ from backoffice.idempotency import service
 from backoffice.transactions import commit, one_transaction
 
 HEADER = "Idempotency-Key"
-_SANE_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +46,7 @@ def idempotent(view: F) -> F:
         key = request.headers.get(HEADER)
         if key is None:
             return view(*args, **kwargs)
-        if not _SANE_KEY.match(key):
+        if not KEY_PATTERN.match(key):
             raise BadRequest(
                 f"{HEADER} must be 1-255 visible ASCII characters.",
                 errors=[{"field": HEADER, "message": "invalid key"}],
@@ -66,6 +66,7 @@ def idempotent(view: F) -> F:
             service.release(claimed)
         return response
 
+    wrapper.takes_idempotency_key = True  # type: ignore[attr-defined]  # read by openapi
     return cast(F, wrapper)
 
 

@@ -11,6 +11,7 @@ from backoffice.schemas import (
     OutputModel,
     PatchModel,
     Timestamp,
+    integral,
     multi_line,
     single_line,
     trimmed,
@@ -19,7 +20,7 @@ from backoffice.schemas import (
 Name = Annotated[StrictStr, trimmed(1, 200), single_line]
 Description = Annotated[StrictStr, trimmed(0, 2000), multi_line]
 #: PostgreSQL's INTEGER: a larger count is a client error, not a database one.
-Quantity = Annotated[StrictInt, Field(ge=0, le=2_147_483_647)]
+Quantity = Annotated[StrictInt, Field(ge=0, le=2_147_483_647), integral]
 Search = Annotated[str, trimmed(1, 200), single_line]
 
 

@@ -7,17 +7,24 @@ from pydantic import Field, StrictInt, StrictStr
 
 from backoffice.orders.models import OrderStatus
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
-from backoffice.schemas import InputModel, OutputModel, Timestamp, multi_line, trimmed
+from backoffice.schemas import (
+    InputModel,
+    OutputModel,
+    Timestamp,
+    integral,
+    multi_line,
+    trimmed,
+)
 
 MAX_LINES = 100
 MAX_UNITS = 10_000
 
-Units = Annotated[StrictInt, Field(ge=1, le=MAX_UNITS)]
+Units = Annotated[StrictInt, Field(ge=1, le=MAX_UNITS), integral]
 Note = Annotated[StrictStr, trimmed(0, 1000), multi_line]
 
 
 class LineIn(InputModel):
-    item_id: uuid.UUID
+    item_id: uuid.UUID = Field(description="An item that exists (422 naming the ones that do not).")
     quantity: Units
 
 

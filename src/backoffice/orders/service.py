@@ -22,6 +22,7 @@ from backoffice.orders.models import Order, OrderLine, OrderStatus
 from backoffice.orders.schemas import MAX_UNITS
 from backoffice.ownership import visible_to
 from backoffice.pagination import Page, paginate
+from backoffice.storable import NUL
 from backoffice.transactions import commit
 from backoffice.versioning import commit_versioned, require_version
 
@@ -173,7 +174,10 @@ def handle_payment(payload: dict[str, Any], attempt: work.Attempt) -> None:
             "or reinstate the order by hand"
         )
     reference = _field(payload, "payment_id")
+    text = str(reference)[:255] if reference is not None else None
+    if text is not None and NUL in text:  # the payload keeps it; a text column cannot
+        raise work.Rejected("payment_success has a payment_id holding U+0000")
     order.status, order.paid_at = OrderStatus.PAID, utcnow()
-    order.payment_reference = str(reference)[:255] if reference is not None else None
+    order.payment_reference = text
     order.payment_event_id = attempt.row_id
     commit()

@@ -38,7 +38,7 @@ class TodoCollection(MethodView):
 
     @bp.input(TodoQuery, location="query", arg_name="query")
     @bp.output(TodoList)
-    @bp.doc(responses=problem_responses(400, 401, 403))
+    @bp.doc(operation_id="list_todos", responses=problem_responses(400, 401, 403))
     def get(self, query: TodoQuery) -> Any:
         """List your todos, newest first"""
         owner = current_principal().user_id
@@ -47,7 +47,9 @@ class TodoCollection(MethodView):
     @idempotent
     @bp.input(TodoIn, arg_name="todo")
     @bp.output(TodoOut, status_code=201)
-    @bp.doc(responses=problem_responses(400, 401, 403, 409, 413, 415, 422))
+    @bp.doc(
+        operation_id="create_todo", responses=problem_responses(400, 401, 403, 409, 413, 415, 422)
+    )
     def post(self, todo: TodoIn) -> Any:
         """Create a todo"""
         created = service.create_todo(current_principal().user_id, **todo.model_dump())
@@ -64,7 +66,9 @@ class TodoResource(MethodView):
     decorators = [bp.auth_required(authenticated, roles=["todos"])]
 
     @bp.output(TodoOut)
-    @bp.doc(responses=problem_responses(400, 401, 403, 404, status_304=True))
+    @bp.doc(
+        operation_id="get_todo", responses=problem_responses(400, 401, 403, 404, status_304=True)
+    )
     def get(self, todo_id: uuid.UUID) -> Any:
         """Get one of your todos"""
         todo = service.get_todo(current_principal().user_id, todo_id)
@@ -73,7 +77,7 @@ class TodoResource(MethodView):
 
     @bp.input(TodoReplace, arg_name="replacement")
     @bp.output(TodoOut)
-    @bp.doc(responses=PRECONDITION_RESPONSES)
+    @bp.doc(operation_id="replace_todo", responses=PRECONDITION_RESPONSES)
     def put(self, todo_id: uuid.UUID, replacement: TodoReplace) -> Any:
         """Replace a todo (every writable field is required)"""
         owner = current_principal().user_id
@@ -83,14 +87,17 @@ class TodoResource(MethodView):
 
     @bp.input(TodoPatch, arg_name="patch")
     @bp.output(TodoOut)
-    @bp.doc(responses=PRECONDITION_RESPONSES)
+    @bp.doc(operation_id="update_todo", responses=PRECONDITION_RESPONSES)
     def patch(self, todo_id: uuid.UUID, patch: TodoPatch) -> Any:
         """Change some fields of a todo"""
         owner = current_principal().user_id
         todo = service.update_todo(owner, todo_id, patch.changes(), expected_version(todo_id))
         return todo, 200, etag_header(etag_for(todo.id, todo.version))
 
-    @bp.doc(responses={204: "Deleted", **problem_responses(400, 401, 403, 404, 409, 412)})
+    @bp.doc(
+        operation_id="delete_todo",
+        responses={204: "Deleted", **problem_responses(400, 401, 403, 404, 409, 412)},
+    )
     def delete(self, todo_id: uuid.UUID) -> Response:
         """Delete a todo"""
         owner = current_principal().user_id

@@ -80,14 +80,29 @@ def get_user(user_id: uuid.UUID) -> Any:
     return service.visible_user(user_id, caller.user_id, caller.is_admin)
 
 
-@bp.patch("/users/me", defaults={"user_id": None})
+@bp.patch("/users/me")
+@bp.auth_required(authenticated, roles=["users"])
+@limit_attempts(PASSWORD_GUESSES, exempt=_checks_no_password)
+@bp.input(UserPatch, arg_name="patch")
+@bp.output(UserOut)
+@bp.doc(responses={**WRITE_ERRORS, **problem_responses(429)})
+def update_me(patch: UserPatch) -> Any:
+    """Change yourself; a new `password` needs your `current_password`
+
+    Only an admin changes `role` or `active`. A wrong `current_password` is 422 and
+    counts as a failed login. A new password or a deactivation ends every token you
+    hold. No change may leave the service without an active admin (409)."""
+    caller = current_principal()
+    return service.update_user(caller.user_id, patch.changes(), caller.user_id, caller.is_admin)
+
+
 @bp.patch("/users/<uuid:user_id>")
 @bp.auth_required(authenticated, roles=["users"])
 @limit_attempts(PASSWORD_GUESSES, exempt=_checks_no_password)
 @bp.input(UserPatch, arg_name="patch")
 @bp.output(UserOut)
 @bp.doc(responses={**WRITE_ERRORS, **problem_responses(429)})
-def update_user(user_id: uuid.UUID | None, patch: UserPatch) -> Any:
+def update_user(user_id: uuid.UUID, patch: UserPatch) -> Any:
     """Change a user; only an admin changes `role` or `active`
 
     Your own new `password` needs your `current_password` (422 if missing or wrong;
@@ -95,19 +110,28 @@ def update_user(user_id: uuid.UUID | None, patch: UserPatch) -> Any:
     token the user holds; a deactivation ends their API keys too, for good. No change
     may leave the service without an active admin (409)."""
     caller = current_principal()
-    user_id = user_id or caller.user_id  # /users/me
     return service.update_user(user_id, patch.changes(), caller.user_id, caller.is_admin)
 
 
-@bp.delete("/users/me", defaults={"user_id": None})
+@bp.delete("/users/me")
+@bp.auth_required(authenticated, roles=["users"])
+@bp.doc(responses={204: "Deleted", **problem_responses(400, 401, 403, 409)})
+def delete_me() -> Response:
+    """Delete yourself: your tokens and keys end
+
+    The last active admin cannot be deleted (409)."""
+    caller = current_principal()
+    service.delete_user(caller.user_id, caller.user_id, caller.is_admin)
+    return no_content()
+
+
 @bp.delete("/users/<uuid:user_id>")
 @bp.auth_required(authenticated, roles=["users"])
 @bp.doc(responses={204: "Deleted", **problem_responses(400, 401, 403, 404, 409)})
-def delete_user(user_id: uuid.UUID | None) -> Response:
+def delete_user(user_id: uuid.UUID) -> Response:
     """Delete a user (yourself, or anyone for an admin): their tokens and keys end
 
     The last active admin cannot be deleted (409)."""
     caller = current_principal()
-    user_id = user_id or caller.user_id  # /users/me
     service.delete_user(user_id, caller.user_id, caller.is_admin)
     return no_content()

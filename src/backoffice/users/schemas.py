@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, ClassVar
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import EmailStr, Field, StrictBool, StrictStr
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
@@ -10,7 +11,22 @@ from backoffice.schemas import InputModel, OutputModel, PatchModel, Timestamp, s
 from backoffice.users.models import Role
 
 Name = Annotated[StrictStr, trimmed(1, 200), single_line]
-Email = Annotated[EmailStr, Field(max_length=320)]
+
+
+def _deliverable_pattern() -> str:
+    """email-validator refuses addresses at special-use domains (`a@b.test`, `a@localhost`)
+    whatever else holds; this pattern says the same in the document (case-insensitively,
+    which JSON Schema's regex flavour can only spell with character classes)."""
+    names = "|".join(
+        "".join(f"[{char.lower()}{char.upper()}]" for char in name)
+        for name in SPECIAL_USE_DOMAIN_NAMES
+    )
+    return rf"^(?![\s\S]*[@.](?:{names})\.?$)"
+
+
+Email = Annotated[
+    EmailStr, Field(max_length=320, json_schema_extra={"pattern": _deliverable_pattern()})
+]
 #: Not trimmed: a password is taken exactly as typed. Bounded so hashing stays cheap.
 Password = Annotated[StrictStr, Field(min_length=8, max_length=256)]
 
@@ -27,11 +43,17 @@ class UserPatch(PatchModel):
     does not)."""
 
     not_nullable = frozenset({"name", "email", "password", "current_password", "role", "active"})
+    #: `current_password` only ever comes with a new `password` (422 otherwise).
+    dependent_required: ClassVar[dict[str, list[str]]] = {"current_password": ["password"]}
 
     name: Name | None = None
     email: Email | None = None
     password: Password | None = None
-    current_password: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    current_password: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = Field(
+        default=None,
+        description="Your password: required with a new `password` of your own (422 if "
+        "missing or wrong).",
+    )
     role: Role | None = None
     active: StrictBool | None = None
 

@@ -7,10 +7,10 @@ from apiflask import APIBlueprint
 from flask import request, url_for
 
 from backoffice.auth.guards import authenticated
-from backoffice.openapi import JSON_OBJECT_BODY, problem_responses
+from backoffice.openapi import json_object_body, problem_responses
 from backoffice.pagination import page_response
 from backoffice.webhooks import service
-from backoffice.webhooks.schemas import EventList, EventOut, EventQuery, Receipt
+from backoffice.webhooks.schemas import DELIVERY_BODY, EventList, EventOut, EventQuery, Receipt
 
 bp = APIBlueprint("webhooks", __name__, tag="Webhooks")
 
@@ -32,7 +32,7 @@ def _receive(source: str) -> Any:
 
 @bp.post("/webhook")
 @bp.output(Receipt, status_code=201)
-@bp.doc(responses=RECEIVE_RESPONSES, extensions=JSON_OBJECT_BODY)
+@bp.doc(responses=RECEIVE_RESPONSES, extensions=json_object_body(DELIVERY_BODY))
 def receive_default() -> Any:
     """Receive an event from the default source (committed before the answer)"""
     return _receive(service.DEFAULT_SOURCE)
@@ -40,7 +40,7 @@ def receive_default() -> Any:
 
 @bp.post("/webhooks/<source>")
 @bp.output(Receipt, status_code=201)
-@bp.doc(responses=RECEIVE_RESPONSES, extensions=JSON_OBJECT_BODY)
+@bp.doc(responses=RECEIVE_RESPONSES, extensions=json_object_body(DELIVERY_BODY))
 def receive(source: str) -> Any:
     """Receive a partner's event, signed per Standard Webhooks"""
     return _receive(source)

@@ -8,6 +8,38 @@ from pydantic import Field
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backoffice.schemas import InputModel, OutputModel, Timestamp
 from backoffice.webhooks.models import EventStatus
+from backoffice.webhooks.service import INT64, MAX_DELIVERY_ID, MAX_EVENT_TYPE
+
+#: Text read from a delivery holds no control characters (U+0000-U+001F, U+007F-U+009F).
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_INT64 = {"type": "integer", "minimum": INT64.start, "maximum": INT64.stop - 1}
+_KIND = {
+    "anyOf": [
+        _INT64,
+        {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_TYPE, "pattern": _NO_CONTROLS},
+        {"type": "null"},
+    ]
+}
+
+#: What the gateway accepts (`service.receive` checks it): any JSON object, stored as
+#: sent, whose `type`, `event` and `id`, the fields it reads, are bounded text or integers.
+DELIVERY_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "The partner's event, stored as sent (any JSON object).",
+    "properties": {
+        "type": {**_KIND, "description": "Which handler processes the event"},
+        "event": {**_KIND, "description": "Read as `type` when `type` is absent"},
+        "id": {
+            "anyOf": [
+                _INT64,
+                {"type": "string", "maxLength": MAX_DELIVERY_ID, "pattern": _NO_CONTROLS},
+                {"type": "null"},
+            ],
+            "description": "An unsigned delivery's id (redeliveries share it); without one, "
+            "the same body is the same event",
+        },
+    },
+}
 
 
 class Receipt(OutputModel):

@@ -26,7 +26,6 @@ from backoffice import work
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
-from backoffice.storable import NUL_MESSAGE, nul_path
 from backoffice.transactions import commit
 from backoffice.webhooks.models import EventStatus, WebhookEvent
 from backoffice.webhooks.signatures import HeaderItems, verify
@@ -37,6 +36,8 @@ SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 #: The longest delivery id and event type stored (the columns' lengths, on every database).
 MAX_DELIVERY_ID = 255
 MAX_EVENT_TYPE = 200
+#: The integers a `type` or `id` may be.
+INT64 = range(-(2**63), 2**63)
 
 #: What an event type does with the event's payload. A handler may call
 #: `attempt.renew()` to keep a long run's lease; its database writes commit in one
@@ -59,6 +60,12 @@ LISTED_COLUMNS = select(*(c for c in EVENTS.columns if c.name not in {"raw_body"
 
 
 def _parse(body: bytes) -> dict[str, Any]:
+    """The delivery as a JSON object, stored as the partner sent it.
+
+    U+0000 is kept too: the payload column is JSON (not `jsonb`, not text), which holds
+    the `\\u0000` escape on PostgreSQL and SQLite alike. Only the fields read as text
+    (`type`, `event`, `id`) must do without it.
+    """
     if not body.strip():
         raise BadRequest("The delivery has no body: send the event as a JSON object.")
     try:
@@ -67,9 +74,6 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise BadRequest("The delivery is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise BadRequest("The delivery must be a JSON object.")
-    path = nul_path(payload)
-    if path is not None:
-        raise _refuse(path, NUL_MESSAGE)
     return payload
 
 
@@ -80,13 +84,14 @@ def _refuse(field: str, message: str) -> BadRequest:
 
 
 def _text(value: str, field: str, max_length: int) -> str:
-    """`value`, if it is 1 to `max_length` characters without control characters.
+    """`value`, if it is 1 to `max_length` characters without control characters
+    (`schemas.DELIVERY_BODY` states the same rule).
 
     Never cut to fit: two long ids that share a prefix would become one event, and the
     second delivery would be answered "duplicate" and lost. A partner told 400 stops
     retrying; one told 500 would redeliver forever.
     """
-    if not value.strip() or len(value) > max_length:
+    if not value or len(value) > max_length:
         raise _refuse(field, f"must be 1 to {max_length} characters")
     if any(unicodedata.category(char) == "Cc" for char in value):
         raise _refuse(field, "must not contain control characters")
@@ -94,28 +99,52 @@ def _text(value: str, field: str, max_length: int) -> str:
 
 
 def _scalar(value: object) -> str | None:
-    """A JSON string or integer as text; None for anything else (an object, a boolean)."""
+    """A JSON string or integer (a 64-bit one, `3.0` included) as text; None otherwise."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and INT64.start <= value < INT64.stop:
         return str(value)
     return None
 
 
 def _event_type(payload: dict[str, Any]) -> str | None:
-    """The payload's `type` (or `event`): what decides which handler processes it."""
-    field = "type" if "type" in payload else "event"
+    """The payload's `type` (or else `event`): what decides which handler processes it.
+
+    Both are checked when present, so one rule holds for the body whichever is used.
+    """
+    kinds = {field: _kind(payload, field) for field in ("type", "event")}
+    return kinds["type"] if "type" in payload else kinds["event"]
+
+
+def _kind(payload: dict[str, Any], field: str) -> str | None:
     kind = payload.get(field)
     if kind is None:
         return None
     text = _scalar(kind)
     if text is None:
-        raise _refuse(field, "must be a string or an integer")
+        raise _refuse(field, "must be a string or a 64-bit integer")
     return _text(text, field, MAX_EVENT_TYPE)
 
 
+def _payload_id(payload: dict[str, Any]) -> str | None:
+    """The payload's own `id` as text; None when it has none (absent, null or "")."""
+    value = payload.get("id")
+    if value is None:
+        return None
+    text = _scalar(value)
+    if text is None:
+        raise _refuse("id", "must be a string or a 64-bit integer")
+    return _text(text, "id", MAX_DELIVERY_ID) if text else None
+
+
 def _delivery_id(source: str, headers: HeaderItems, body: bytes, payload: dict[str, Any]) -> str:
-    """Who vouches for the delivery, and its id: the signature's, or the payload's."""
+    """Who vouches for the delivery, and its id: the signature's, or the payload's.
+
+    The payload's `id` is checked whoever sends it (one rule per body, as documented).
+    """
+    given = _payload_id(payload)
     secret = current_app.config["WEBHOOK_SECRETS"].get(source)
     if secret:
         return _text(verify(secret, headers, body), "webhook-id", MAX_DELIVERY_ID)
@@ -124,9 +153,8 @@ def _delivery_id(source: str, headers: HeaderItems, body: bytes, payload: dict[s
             f"The source {source!r} has no signing secret and may not deliver unsigned.",
             headers={"WWW-Authenticate": 'Webhook-Signature realm="webhooks"'},
         )
-    given = _scalar(payload.get("id"))
-    if given is not None and given.strip():
-        return _text(given, "id", MAX_DELIVERY_ID)
+    if given is not None:
+        return given
     return "sha256:" + hashlib.sha256(body).hexdigest()  # no id: the same body is the same event
 
 

@@ -1,0 +1,190 @@
+"""The OpenAPI document is valid, names each operation and model once, shows the headers
+a client sends and reads, and is good enough to generate a working client from.
+
+The document does not depend on the database: SQLite only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openapi_spec_validator import validate
+
+from tests.support import Account, login
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+METHODS = {"get", "put", "post", "delete", "patch"}
+
+
+@pytest.fixture
+def spec(client) -> dict[str, Any]:
+    return dict(client.get("/openapi.json").json)
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, items in spec["paths"].items():
+        for method, operation in items.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def header_names(operation: dict[str, Any]) -> set[str]:
+    return {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+
+
+def response_headers(operation: dict[str, Any], status: str) -> set[str]:
+    return set(operation["responses"][status].get("headers", {}))
+
+
+def test_the_document_is_valid_openapi_3_1(spec):
+    assert spec["openapi"].startswith("3.1")
+    validate(spec)  # raises on any error, a duplicate tag included
+
+
+def test_every_operation_has_a_unique_stable_id(spec):
+    ids = [operation.get("operationId") for _, _, operation in operations(spec)]
+    assert None not in ids
+    assert [name for name, count in Counter(ids).items() if count > 1] == []
+    by_route = {(path, method): op["operationId"] for path, method, op in operations(spec)}
+    assert by_route[("/api/items", "post")] == "create_item"
+    assert by_route[("/api/todos/{todo_id}", "put")] == "replace_todo"
+    assert by_route[("/api/users/me", "patch")] == "update_me"
+
+
+def test_every_model_is_one_component(spec):
+    names = list(spec["components"]["schemas"])
+    assert [name for name in names if "." in name] == []
+    assert {"ItemOut", "OrderOut", "LineOut", "JobStatus", "Role"} <= set(names)
+    refs = {ref for ref in _refs(spec) if ref.startswith("#/components/schemas/")}
+    assert {ref.rpartition("/")[2] for ref in refs} <= set(names)
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_tags_are_listed_once(spec):
+    names = [tag["name"] for tag in spec["tags"]]
+    assert len(names) == len(set(names))
+
+
+def test_security_schemes_name_the_real_paths(spec):
+    schemes = spec["components"]["securitySchemes"]
+    assert all("{prefix}" not in s.get("description", "") for s in schemes.values())
+    assert "POST /api/auth/token" in schemes["BearerAuth"]["description"]
+
+
+def test_request_headers_are_documented_where_they_are_read(spec):
+    paths = spec["paths"]
+    for path in ("/api/items", "/api/todos", "/api/orders", "/api/jobs"):
+        assert "Idempotency-Key" in header_names(paths[path]["post"]), path
+    key = next(p for p in paths["/api/items"]["post"]["parameters"] if p["in"] == "header")
+    assert key["schema"]["pattern"] == "^[\\x21-\\x7e]{1,255}$"
+    for method in ("put", "patch", "delete"):
+        assert "If-Match" in header_names(paths["/api/items/{item_id}"][method]), method
+    for path in ("/api/items/{item_id}", "/api/todos/{todo_id}", "/api/orders/{order_id}"):
+        assert "If-None-Match" in header_names(paths[path]["get"]), path
+    assert header_names(paths["/api/users"]["post"]) == set()
+
+
+def test_response_headers_are_documented_where_they_are_sent(spec):
+    paths = spec["paths"]
+    assert {"Location", "ETag", "Idempotent-Replayed"} <= response_headers(
+        paths["/api/items"]["post"], "201"
+    )
+    assert "ETag" in response_headers(paths["/api/items/{item_id}"]["get"], "200")
+    assert "ETag" in response_headers(paths["/api/items/{item_id}"]["get"], "304")
+    assert "Location" in response_headers(paths["/api/jobs"]["post"], "202")
+    assert "Link" in response_headers(paths["/api/items"]["get"], "200")
+    assert "Retry-After" in response_headers(paths["/api/auth/token"]["post"], "429")
+    assert "Retry-After" in response_headers(paths["/api/items"]["get"], "503")
+    assert "ETag" not in response_headers(paths["/api/users/me"]["get"], "200")
+
+
+# --- a client generated from the document works -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated_client(tmp_path_factory: pytest.TempPathFactory, spec_file: Path) -> Any:
+    """A Python client generated by openapi-python-client from the served document."""
+    out = tmp_path_factory.mktemp("client")
+    generator = Path(sys.executable).parent / "openapi-python-client"
+    command = [generator, "generate", "--path", spec_file, "--meta", "none"]
+    subprocess.run(  # noqa: S603 - our own generator, our own document
+        [*command, "--output-path", out / "backoffice_client"],
+        cwd=out,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    sys.path.insert(0, str(out))
+    try:
+        yield importlib.import_module("backoffice_client")
+    finally:
+        sys.path.remove(str(out))
+        for name in [m for m in sys.modules if m.split(".")[0] == "backoffice_client"]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory: pytest.TempPathFactory, app) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "openapi.json"
+    path.write_text(json.dumps(app.test_client().get("/openapi.json").json))
+    return path
+
+
+def test_a_generated_client_creates_reads_and_lists_an_item(app, admin: Account, generated_client):
+    from_module = importlib.import_module
+    api = "backoffice_client.api.items"
+    create_item = from_module(f"{api}.create_item")
+    get_item = from_module(f"{api}.get_item")
+    list_items = from_module(f"{api}.list_items")
+    models = from_module("backoffice_client.models")
+
+    token = login(app.test_client(), admin)["access_token"]
+    client = generated_client.AuthenticatedClient(
+        base_url="http://localhost",
+        token=token,
+        httpx_args={"transport": httpx.WSGITransport(app=app)},
+    )
+    with client:
+        created = create_item.sync_detailed(
+            client=client,
+            body=models.ItemIn(name="Generated bolt", quantity=7),
+            idempotency_key="generated-client-1",
+        )
+        assert created.status_code == 201
+        item = created.parsed
+        assert isinstance(item, models.ItemOut)
+        assert (item.name, item.quantity) == ("Generated bolt", 7)
+        assert created.headers["Location"].endswith(f"/api/items/{item.id}")
+
+        fetched = get_item.sync(client=client, item_id=item.id)
+        assert isinstance(fetched, models.ItemOut)
+        assert fetched.id == item.id
+
+        page = list_items.sync(client=client, limit=100)
+        assert isinstance(page, models.ItemList)
+        assert item.id in [listed.id for listed in page.data]
+
+        missing = get_item.sync_detailed(client=client, item_id=fetched.id.__class__(int=1))
+        assert missing.status_code == 404
+        assert isinstance(missing.parsed, models.Problem)
+        assert missing.parsed.status == 404
