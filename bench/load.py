@@ -81,7 +81,8 @@ def parse(output: str) -> Result:
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
     if rps is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
-    latency = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", output, re.MULTILINE))
+    # wrk pads a value to a column ("2.85s "): the trailing blanks are not the end of it.
+    latency = dict(re.findall(r"^\s+(\d+)%\s+(\S+)[ \t]*$", output, re.MULTILINE))
     return Result(
         requests=_count(r"(\d+) requests in", output),
         rps=float(rps.group(1)),
@@ -94,7 +95,7 @@ def parse(output: str) -> Result:
 def wrk(url: str, endpoint: Endpoint, seconds: int) -> Result:
     executable = shutil.which("wrk")
     if executable is None:
-        raise RuntimeError("wrk is not installed")
+        raise RuntimeError("wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu)")
     script = ["-s", str(BENCH / endpoint.script)] if endpoint.script else []
     command = [
         executable,
