@@ -105,7 +105,7 @@ def api_port(
         **{f"PROXY_FIX_X_{name}": "1" for name in ("FOR", "PROTO", "HOST", "PORT")},
     }
     with (home / "server.log").open("wb") as log:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (the repository's own script)
             [str(ROOT / "deploy" / "serve")], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
@@ -144,7 +144,7 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., in
         if os.geteuid() == 0:
             globals_ += " user root;"  # workers write temporary files in the test's directory
         with (home / "stderr.log").open("wb") as log:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: S603 (nginx, with a config the test wrote)
                 [NGINX, "-p", str(home), "-c", str(home / "nginx.conf"), "-g", globals_],
                 stdout=log,
                 stderr=subprocess.STDOUT,
