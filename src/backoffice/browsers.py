@@ -96,7 +96,7 @@ def _security_headers(response: Response) -> Response:
     if request.blueprint in CREDENTIAL_BLUEPRINTS or any(
         name in request.headers for name in CREDENTIAL_HEADERS
     ):
-        headers["Cache-Control"] = "no-store"
+        response.cache_control.no_store = True  # beside what the view says (SSE: no-cache)
     return response
 
 
