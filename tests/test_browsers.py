@@ -233,3 +233,16 @@ def test_hsts_follows_the_scheme_a_trusted_proxy_forwards(make_app, database_url
     untrusted = make_app(DATABASE_URL=database_url, HSTS_MAX_AGE="600").test_client()
     plain = untrusted.get("/health", headers={"X-Forwarded-Proto": "https"})
     assert "Strict-Transport-Security" not in plain.headers
+
+
+def test_a_server_error_carries_the_security_headers(make_app, database_url):
+    app = make_app(DATABASE_URL=database_url, CORS_ORIGINS=APP_ORIGIN)
+
+    def broken() -> str:
+        raise RuntimeError("a bug")
+
+    app.add_url_rule("/broken", view_func=broken)
+    response = app.test_client().get("/broken", headers={"Origin": APP_ORIGIN})
+    assert_problem(response, 500)
+    assert_security_headers(response)
+    assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
