@@ -292,6 +292,9 @@ def test_an_api_that_is_down_is_a_502_problem(nginx):
     assert answer.headers["X-Request-ID"] == "client-chosen-1"
     query = fetch(port, "GET", '/api/items?q="\\')
     assert_nginx_problem(query, 502, "bad-gateway", instance="/api/items")
+    # Percent-encoded, the path is safe in JSON as it is: it is the instance.
+    encoded = fetch(port, "GET", "/api/items/%22%5C%7B%7D")
+    assert_nginx_problem(encoded, 502, "bad-gateway", instance="/api/items/%22%5C%7B%7D")
 
 
 def test_an_api_that_does_not_answer_in_time_is_a_504_problem(nginx):
