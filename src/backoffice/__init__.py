@@ -46,8 +46,6 @@ from backoffice.webhooks import service as webhooks_service
 
 #: Alembic revisions, checked in at the repository root beside src/.
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-#: The `X-Forwarded-*` headers ProxyFix can trust, each with its PROXY_FIX_X_* setting.
-PROXY_HEADERS = ("for", "proto", "host", "port")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
@@ -104,10 +102,15 @@ def _trust_proxies(app: Flask) -> None:
     the configured number of proxies set (none by default): links and the OpenAPI
     `servers` then name the address the client used, port included. The host is still
     checked against TRUSTED_HOSTS."""
-    hops = {name: app.config[f"PROXY_FIX_X_{name.upper()}"] for name in PROXY_HEADERS}
-    if any(hops.values()):
+    config = app.config
+    hops = [config[f"PROXY_FIX_X_{name}"] for name in ("FOR", "PROTO", "HOST", "PORT")]
+    if any(hops):
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, **{f"x_{name}": count for name, count in hops.items()}
+            app.wsgi_app,
+            x_for=config["PROXY_FIX_X_FOR"],
+            x_proto=config["PROXY_FIX_X_PROTO"],
+            x_host=config["PROXY_FIX_X_HOST"],
+            x_port=config["PROXY_FIX_X_PORT"],
         )
 
 
