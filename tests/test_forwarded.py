@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from backoffice.config import ConfigError, load_settings
 from tests.support import assert_problem
 
 FORWARDED = {"X-Forwarded-Host": "localhost", "X-Forwarded-Port": "8080"}
@@ -60,3 +61,9 @@ def test_only_as_many_hops_as_configured_are_trusted(proxied):
     headers = {"X-Forwarded-Host": "evil.example, localhost", "X-Forwarded-Port": "1, 8080"}
     listed = client.get("/api/items?limit=1", headers=headers)
     assert listed.headers["Link"].startswith("<http://localhost:8080/api/items?")
+
+
+@pytest.mark.parametrize("variable", sorted(BEHIND_ONE_PROXY))
+def test_a_negative_count_of_proxies_is_refused_at_start(variable):
+    with pytest.raises(ConfigError, match=f"{variable} must be a number of proxies"):
+        load_settings({variable: "-1"})

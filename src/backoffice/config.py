@@ -267,6 +267,14 @@ class Config:
                 "CORS_ORIGINS=* cannot go with CORS_ALLOW_CREDENTIALS: any web page could act "
                 "with a visitor's credentials; list the origins instead"
             )
+        for name in (
+            "PROXY_FIX_X_FOR",
+            "PROXY_FIX_X_PROTO",
+            "PROXY_FIX_X_HOST",
+            "PROXY_FIX_X_PORT",
+        ):
+            if settings[name] < 0:
+                raise ConfigError(f"{name} must be a number of proxies, 0 or more")
         for name in ("CORS_MAX_AGE", "HSTS_MAX_AGE"):
             if settings[name] < 0:
                 raise ConfigError(f"{name} must be a number of seconds, 0 or more")
