@@ -22,5 +22,7 @@ ENV PATH="/app/.venv/bin:$PATH" APP_ENV=production HOST=0.0.0.0 PORT=5000 \
     INSTANCE_PATH=/app/instance PYTHONUNBUFFERED=1
 USER backoffice
 EXPOSE 5000
-HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=2)"
+# compose's nginx waits for this (depends_on: condition: service_healthy); the start
+# period covers the migrations run before the server starts.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=2)"
 CMD ["sh", "-c", "flask db upgrade && flask users bootstrap-admin && exec deploy/serve"]

@@ -5,6 +5,7 @@ Test modules import from here (and from the factories), never from one another.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -51,6 +52,13 @@ def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"gave up after {timeout}s; last result: {result!r}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 # --- problem details --------------------------------------------------------

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
+from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backoffice.auth import routes as auth
 from backoffice.auth.revocations import init_revocations
+from backoffice.browsers import Backoffice, init_browsers
 from backoffice.cli import register_commands
 from backoffice.config import load_settings
 from backoffice.conventions import init_conventions
@@ -49,7 +51,7 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     """Build the app from `config`, or from the environment when none is given."""
     settings = dict(config) if config is not None else load_settings()
-    app = APIFlask(
+    app = Backoffice(
         __name__,
         title="Backoffice API",
         static_folder=None,  # type: ignore[arg-type]  # no app-wide static files
@@ -68,12 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.config["RATELIMIT_STORAGE_OPTIONS"] = _rate_limit_storage_options(app.config)
 
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
-    if app.config["PROXY_FIX_X_FOR"] or app.config["PROXY_FIX_X_PROTO"]:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app,
-            x_for=app.config["PROXY_FIX_X_FOR"],
-            x_proto=app.config["PROXY_FIX_X_PROTO"],
-        )
+    _trust_proxies(app)
 
     db.init_app(app)
     init_dependencies(app)
@@ -90,6 +87,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     init_chat_gateway(app)
     init_request_logging(app)
     init_conventions(app)
+    init_browsers(app)
     init_openapi(app)
     register_error_handlers(app)
     _register_blueprints(app)
@@ -97,6 +95,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     celery_init_app(app)
     register_commands(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Read the client's address, scheme, host and port from the `X-Forwarded-*` headers
+    the configured number of proxies set (none by default): links and the OpenAPI
+    `servers` then name the address the client used, port included. The host is still
+    checked against TRUSTED_HOSTS."""
+    config = app.config
+    hops = [config[f"PROXY_FIX_X_{name}"] for name in ("FOR", "PROTO", "HOST", "PORT")]
+    if any(hops):
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app,
+            x_for=config["PROXY_FIX_X_FOR"],
+            x_proto=config["PROXY_FIX_X_PROTO"],
+            x_host=config["PROXY_FIX_X_HOST"],
+            x_port=config["PROXY_FIX_X_PORT"],
+        )
 
 
 def _register_blueprints(app: APIFlask) -> None:

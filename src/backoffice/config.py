@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -78,6 +79,24 @@ def _hosts(value: str) -> list[str] | None:
     return sorted(_names(value.lower()))
 
 
+#: `scheme://host[:port]`, what a browser sends as `Origin` (no path, no trailing slash).
+_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def _origins(value: str) -> list[str]:
+    """Comma-separated origins allowed to call the API from a browser; `*` for any."""
+    origins = sorted(_names(value.lower()))
+    if origins == ["*"]:
+        return origins
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"CORS_ORIGINS lists {origin!r}: each origin is scheme://host[:port], "
+                "like https://app.example.com, with no path (or a lone * for any origin)"
+            )
+    return origins
+
+
 def normalize_database_url(url: str) -> str:
     """Point PostgreSQL URLs at psycopg 3, whatever spelling the platform hands us."""
     for scheme in ("postgres://", "postgresql://"):
@@ -97,7 +116,13 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DB_POOL_SIZE": ("DB_POOL_SIZE", int),
     "PROXY_FIX_X_FOR": ("PROXY_FIX_X_FOR", int),
     "PROXY_FIX_X_PROTO": ("PROXY_FIX_X_PROTO", int),
+    "PROXY_FIX_X_HOST": ("PROXY_FIX_X_HOST", int),
+    "PROXY_FIX_X_PORT": ("PROXY_FIX_X_PORT", int),
     "TRUSTED_HOSTS": ("TRUSTED_HOSTS", _hosts),
+    "CORS_ORIGINS": ("CORS_ORIGINS", _origins),
+    "CORS_ALLOW_CREDENTIALS": ("CORS_ALLOW_CREDENTIALS", _bool),
+    "CORS_MAX_AGE": ("CORS_MAX_AGE", int),
+    "HSTS_MAX_AGE": ("HSTS_MAX_AGE", int),
     "IDEMPOTENCY_TTL_SECONDS": ("IDEMPOTENCY_TTL_SECONDS", int),
     "INSTANCE_CONFIG": ("INSTANCE_CONFIG", _bool),
     "JWT_ACCESS_TOKEN_EXPIRES": ("JWT_ACCESS_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
@@ -139,12 +164,24 @@ class Config:
     LOG_LEVEL = "INFO"
     LOG_JSON = True
     DB_POOL_SIZE = 10
-    #: How many proxies in front of us may set X-Forwarded-For / -Proto (0: trust none).
+    #: How many proxies in front of us may set X-Forwarded-For / -Proto / -Host / -Port
+    #: (Werkzeug's ProxyFix; 0: trust none). Behind the bundled Nginx: 1 each.
     PROXY_FIX_X_FOR = 0
     PROXY_FIX_X_PROTO = 0
+    PROXY_FIX_X_HOST = 0
+    PROXY_FIX_X_PORT = 0
     #: The host names clients may reach us by (Flask checks `Host` against them: any other
     #: is 400), so links are never built from a forged one. None accepts any host.
     TRUSTED_HOSTS: list[str] | None = ["localhost", "127.0.0.1"]
+    #: Browser origins allowed to call the API (CORS); none by default, ["*"] for any.
+    CORS_ORIGINS: list[str] = []
+    #: Let browsers send cookies or HTTP auth cross-origin (Access-Control-Allow-Credentials).
+    #: Bearer tokens and API keys are plain headers and need no credentials mode.
+    CORS_ALLOW_CREDENTIALS = False
+    #: Seconds a browser may cache a preflight's answer (Chromium caps it at 7200).
+    CORS_MAX_AGE = 600
+    #: Strict-Transport-Security max-age on answers to HTTPS requests; 0 sends none.
+    HSTS_MAX_AGE = 0
     IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
     #: Read instance/config.py for local overrides.
     INSTANCE_CONFIG = True
@@ -225,6 +262,22 @@ class Config:
                 raise ConfigError(f"{timeout} must be a number of seconds between 0 and 3600")
         if len(settings["LLM_MODEL"]) > 200:
             raise ConfigError("LLM_MODEL must be at most 200 characters")
+        if settings["CORS_ORIGINS"] == ["*"] and settings["CORS_ALLOW_CREDENTIALS"]:
+            raise ConfigError(
+                "CORS_ORIGINS=* cannot go with CORS_ALLOW_CREDENTIALS: any web page could act "
+                "with a visitor's credentials; list the origins instead"
+            )
+        for name in (
+            "PROXY_FIX_X_FOR",
+            "PROXY_FIX_X_PROTO",
+            "PROXY_FIX_X_HOST",
+            "PROXY_FIX_X_PORT",
+        ):
+            if settings[name] < 0:
+                raise ConfigError(f"{name} must be a number of proxies, 0 or more")
+        for name in ("CORS_MAX_AGE", "HSTS_MAX_AGE"):
+            if settings[name] < 0:
+                raise ConfigError(f"{name} must be a number of seconds, 0 or more")
         for limit in ("LOGIN_RATE_LIMIT", "SIGNUP_RATE_LIMIT", "CHAT_RATE_LIMIT"):
             try:
                 parse_limit(settings[limit])

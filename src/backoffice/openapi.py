@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from functools import wraps
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import flask_swagger_ui
 import orjson
 from apiflask import APIFlask
-from flask import Blueprint
+from flask import Blueprint, Response, current_app, request
 
 from backoffice.auth.principal import SCOPE_DESCRIPTIONS
 from backoffice.errors import PROBLEM_MIMETYPE
@@ -392,6 +393,26 @@ def _spec_processor(app: APIFlask) -> Callable[[dict[str, Any] | str], dict[str,
     return process
 
 
+def servers_of_this_request(view: Callable[..., Any]) -> Callable[..., Response]:
+    """The document's `servers` is the address this request reached, port included.
+
+    APIFlask's own (`AUTO_SERVERS`) is the address of the first request it served, kept
+    with the cached document for every later one: a health check on 127.0.0.1:5000 would
+    send every "Try it out" of `/docs` behind a proxy there. The address is the trusted
+    `Host` (TRUSTED_HOSTS), or what the trusted proxies forwarded (PROXY_FIX_X_*).
+    """
+
+    @wraps(view)
+    def spec_view(*args: Any, **kwargs: Any) -> Response:
+        response = current_app.make_response(view(*args, **kwargs))
+        spec = response.get_json()
+        spec["servers"] = [{"url": request.url_root.rstrip("/")}]
+        response.set_data(current_app.json.dumps(spec))
+        return response
+
+    return spec_view
+
+
 def init_openapi(app: APIFlask) -> None:
     assets = Blueprint(
         "docs_assets", __name__, static_folder=str(SWAGGER_UI_DIST), static_url_path="/docs/assets"
@@ -404,6 +425,8 @@ def init_openapi(app: APIFlask) -> None:
         DOCS_FAVICON="/docs/assets/favicon-32x32.png",
         HTTP_ERROR_SCHEMA=problem_schema(),
         AUTO_VALIDATION_ERROR_RESPONSE=False,
+        AUTO_SERVERS=False,
+        SPEC_DECORATORS=[servers_of_this_request],
         INFO={
             "description": "Back-office REST API: inventory, people and roles, per-person todos."
         },

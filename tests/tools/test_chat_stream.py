@@ -30,7 +30,7 @@ def test_a_stream_is_deltas_then_usage_then_done(chat, fake_llm, member, in_db):
     response = chat.post("/api/chat", json=STREAM)
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-cache, no-store"  # private, never stored
     assert response.headers["X-Accel-Buffering"] == "no"
     events = parse_events(response.get_data(as_text=True))
     assert [event.name for event in events] == ["message"] * 6 + ["usage", "message"]
