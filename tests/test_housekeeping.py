@@ -371,7 +371,7 @@ def test_a_backlog_is_deleted_in_batches_while_requests_are_served(app, client, 
     batches = [
         s
         for s in deletes
-        if s.startswith("DELETE FROM idempotency_records WHERE idempotency_records.id IN")
+        if s.startswith("DELETE FROM idempotency_records") and "LIMIT" in s  # not the claims' own
     ]
     assert len(batches) == 2_000 // 50 + 1  # 40 full batches, then one that finds none
     assert statuses

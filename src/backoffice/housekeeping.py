@@ -15,12 +15,13 @@ what the service keeps and for how long:
 
 A retention of 0 days keeps those rows forever.
 
-**Bounded batches.** Each batch is one `DELETE ... WHERE key IN (SELECT key ... LIMIT n)`
-in its own short transaction, so no lock is held for long and a big backlog drains in
-steps while requests are served. On PostgreSQL the sub-select takes `FOR UPDATE SKIP
-LOCKED`: two pruners never wait on each other's rows (each deletes a row once), and a row
-a request holds right now (an idempotency claim being completed, an event being replayed)
-is left for the next run. SQLite runs one writer at a time, so its batches never overlap.
+**Bounded batches.** Each batch deletes at most `PRUNE_BATCH_SIZE` rows, picked by a
+`SELECT ... LIMIT n` on an index of what is due, in one statement and its own short
+transaction, so no lock is held for long and a big backlog drains in steps while
+requests are served. On PostgreSQL the pick takes `FOR UPDATE SKIP LOCKED`: two pruners
+never wait on each other's rows (each deletes a row once), and a row a request holds
+right now (an idempotency claim being completed, an event being replayed) is left for
+the next run. SQLite runs one writer at a time, so its batches never overlap.
 
 **One pruner at a time.** The workers' periodic loop (`backoffice.worker`) calls
 `prune()` every `PRUNE_INTERVAL_SECONDS` in every worker; on PostgreSQL a session-level
@@ -42,7 +43,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Select,
+    Table,
+    and_,
+    any_,
+    delete,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.engine import Engine
 
 from backoffice.auth.models import RevokedToken
@@ -129,16 +142,29 @@ def rules(config: Mapping[str, Any]) -> list[Rule]:
     return found
 
 
+def batch_statement(rule: Rule, now: datetime, size: int, dialect: str) -> Delete:
+    """One batch: delete up to `size` rows that are due, picked by primary key.
+
+    On PostgreSQL the keys are gathered first (`= ANY(ARRAY(...))`, run once) so that the
+    delete reaches each row through the primary key: with `IN (subquery)` the planner
+    hash-joins the whole table, reading every row of it for every batch.
+    """
+    due = select(rule.key).where(rule.expired(now)).limit(size)
+    if dialect == "postgresql":
+        locked = due.with_for_update(skip_locked=True).scalar_subquery()
+        return delete(rule.table).where(rule.key == any_(func.array(locked)))
+    return delete(rule.table).where(rule.key.in_(due))  # SQLite: one writer at a time
+
+
+def oldest_statement(rule: Rule, now: datetime) -> Select[datetime]:
+    """The `due` time of the most overdue row (NULL when none is due)."""
+    return select(func.min(rule.due)).where(rule.expired(now))
+
+
 def delete_batch(engine: Engine, rule: Rule, now: datetime, size: int) -> int:
     """Delete up to `size` rows `rule` says are due, in one short transaction; how many."""
-    due = (
-        select(rule.key)
-        .where(rule.expired(now))
-        .limit(size)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
-    )
     with engine.begin() as connection:
-        deleted = connection.execute(delete(rule.table).where(rule.key.in_(due)))
+        deleted = connection.execute(batch_statement(rule, now, size, engine.dialect.name))
     return int(deleted.rowcount)
 
 
@@ -192,7 +218,7 @@ def overdue_ages(now: datetime | None = None) -> dict[str, float | None]:
     ages: dict[str, float | None] = dict.fromkeys(TABLES)
     with db.engine.connect() as connection:
         for rule in rules(current_app.config):
-            oldest = connection.scalar(select(func.min(rule.due)).where(rule.expired(now)))
+            oldest = connection.scalar(oldest_statement(rule, now))
             if oldest is None:
                 continue
             age = (now - rule.keep - oldest).total_seconds()
