@@ -5,12 +5,13 @@ client measures the latency of the requests served meanwhile.
    `postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench_prune`, dropped and
    recreated), migrated.
 2. One real keyed `POST /api/items` through the API; its stored record (the answer a
-   retry would replay, about 700 bytes) is then copied by bulk insert into 100,000 expired
+   retry would replay) is then copied by bulk insert into 100,000 expired
    records with keys of their own, plus 10,000 unexpired ones that must be kept. A bulk
    insert, because 100,000 POSTs through the API would take minutes and leave the same
-   rows. Jobs and webhook events get 100,000 rows each too (5% due), so that the plans of
-   every rule are read at that size: `EXPLAIN ANALYZE` of one batch and of the overdue
-   lookup per rule, rolled back.
+   rows. Revoked tokens, jobs and webhook events get 100,000 rows each too (5% due,
+   written in time order as the service writes them), so that the plans of every rule
+   are read at that size: `EXPLAIN ANALYZE` of one batch and of the overdue lookup per
+   rule, rolled back.
 3. The app under the production server (`deploy/serve`, Granian); a closed-loop client
    (`--clients` threads, keep-alive) sends keyed `POST /api/items` and `GET /api/items/<id>`
    for `--before` seconds, then `flask prune`'s housekeeping runs in a process of its own
@@ -47,6 +48,7 @@ from sqlalchemy.sql import ClauseElement
 
 from backoffice import create_app, housekeeping
 from backoffice.auth import service as auth
+from backoffice.auth.models import RevokedToken
 from backoffice.config import load_settings
 from backoffice.database import autocommit, new_id, utcnow
 from backoffice.extensions import db
@@ -64,6 +66,8 @@ EXPIRED = 100_000
 LIVE = 10_000
 WORK_ROWS = 100_000
 INSERT_BATCH = 10_000
+#: Jobs and webhook events finished over this span (30 days' retention + 1.5 days).
+SPAN = timedelta(days=31.5)
 LOGS = Path(tempfile.gettempdir()) / "backoffice-bench"
 
 
@@ -93,8 +97,9 @@ def environment(url: str) -> dict[str, str]:
 # --- the data --------------------------------------------------------------------------
 
 
-def fill(env: Mapping[str, str]) -> str:
-    """The rows to prune (see the module's docstring); a member's access token."""
+def fill(env: Mapping[str, str]) -> tuple[str, dict[str, float]]:
+    """The rows to prune (see the module's docstring); a member's access token, and the
+    size of idempotency_records."""
     app = create_app(load_settings(env))
     with app.app_context():
         member = users.create_user("Bench", "prune@example.com", secrets.token_urlsafe(16))
@@ -133,12 +138,19 @@ def fill(env: Mapping[str, str]) -> str:
 
         _insert(IdempotencyRecord, lambda start, size: records(size, start, True), EXPIRED)
         _insert(IdempotencyRecord, lambda start, size: records(size, EXPIRED + start, False), LIVE)
+        _insert(RevokedToken, lambda start, size: _revoked(now, start, size), WORK_ROWS)
         _insert(Job, lambda start, size: _jobs(member.id, now, start, size), WORK_ROWS)
         _insert(WebhookEvent, lambda start, size: _events(now, start, size), WORK_ROWS)
         with autocommit(db.engine).connect() as connection:
             connection.execute(text("VACUUM ANALYZE"))
+            size = connection.execute(
+                text(
+                    "SELECT avg(pg_column_size(r.*)), "
+                    "pg_total_relation_size('idempotency_records') FROM idempotency_records r"
+                )
+            ).one()
         db.engine.dispose()
-    return token
+    return token, {"row_bytes": round(float(size[0])), "table_mb": round(size[1] / 2**20, 1)}
 
 
 def _insert(model: type, make: Any, count: int) -> None:
@@ -148,10 +160,19 @@ def _insert(model: type, make: Any, count: int) -> None:
 
 
 def _finished(now: datetime, n: int) -> datetime:
-    """One row in twenty finished 40 to 100 days ago; the rest within the last 20 days."""
-    if n % 20 == 0:
-        return now - timedelta(days=40 + n % 60)
-    return now - timedelta(minutes=n % (20 * 24 * 60))
+    """Rows finish in the order they were written, over the last 31.5 days: the oldest
+    twentieth is past a 30-day retention (a day and a half of backlog)."""
+    return now - SPAN + SPAN * n / WORK_ROWS
+
+
+def _revoked(now: datetime, start: int, size: int) -> list[dict[str, Any]]:
+    """Revocations in the order they were made, of tokens expiring from 0.7 days ago to
+    two weeks ahead: one in twenty has expired."""
+    first, span = now - timedelta(days=0.7), timedelta(days=14)
+    return [
+        {"jti": f"jti-{n}", "expires_at": first + span * n / WORK_ROWS}
+        for n in range(start, start + size)
+    ]
 
 
 def _jobs(owner: uuid.UUID, now: datetime, start: int, size: int) -> list[dict[str, Any]]:
@@ -303,7 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"Preparing {shown}: {EXPIRED:,} expired records, {LIVE:,} live ones", flush=True)
     recreate(url)
     flask(env, "db", "upgrade", timeout=120)
-    token = fill(env)
+    token, records_size = fill(env)
     print("Plans (EXPLAIN ANALYZE, rolled back):", flush=True)
     explained = plans(env)
     for label, lines in explained.items():
@@ -331,7 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = pruned["ended"] - pruned["started"]
     return {
         "database": shown,
-        "records": {"expired": EXPIRED, "live": LIVE},
+        "records": {"expired": EXPIRED, "live": LIVE, **records_size},
         "work_rows": WORK_ROWS,
         "batch_size": int(load_settings(env)["PRUNE_BATCH_SIZE"]),
         "prune_seconds": round(seconds, 2),
