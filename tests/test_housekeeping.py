@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from backoffice.idempotency.models import IdempotencyRecord
 from backoffice.idempotency.service import ABANDONED_AFTER
 from backoffice.jobs.models import Job
 from backoffice.webhooks.models import WebhookEvent
+from tests.auth.racing import all_at_once
 from tests.support import assert_problem, count_rows, eventually
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -378,28 +379,6 @@ def test_a_backlog_is_deleted_in_batches_while_requests_are_served(app, client, 
     assert set(statuses) == {200, 201}
     # What is left is what the requests made meanwhile: their keys, still remembered.
     assert in_db(lambda: count_rows(IdempotencyRecord)) == n
-
-
-def all_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Each call in a thread of its own, released together; their results, or a failure."""
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(calls))
-
-    def run(n: int) -> None:
-        start.wait()
-        try:
-            results[n] = calls[n]()
-        except BaseException as error:  # reported in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
-    return results
 
 
 def fill_every_table(app: APIFlask, owner: uuid.UUID, count: int) -> dict[str, int]:
