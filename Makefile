@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export HOST PORT
 
-.PHONY: run dev test test-fast fuzz lint typecheck pytest bench install migrate clean
+.PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune install migrate clean
 
 run: install migrate ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run flask users bootstrap-admin
@@ -38,6 +38,9 @@ fuzz: install ## Schemathesis against the OpenAPI document, FUZZ_EXAMPLES reques
 
 bench: install ## Load benchmark against PostgreSQL (see bench/)
 	$(UV) run python -m bench $(BENCH_ARGS)
+
+bench-prune: install ## Retention: prune 100,000 expired idempotency records under load (PostgreSQL)
+	$(UV) run python -m bench.prune $(BENCH_ARGS)
 
 migrate: install
 	$(UV) run flask db upgrade

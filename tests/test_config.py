@@ -100,3 +100,32 @@ def test_database_urls_use_psycopg_3(given, expected):
 def test_nonsense_settings_are_refused(environ):
     with pytest.raises((ConfigError, ValueError)):
         load_settings(environ)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("JOB_RETENTION_DAYS", "-1"),
+        ("JOB_RETENTION_DAYS", "thirty"),
+        ("WEBHOOK_RETENTION_DAYS", "1.5"),
+        ("WEBHOOK_FAILED_RETENTION_DAYS", "36501"),
+        ("PRUNE_INTERVAL_SECONDS", "-5"),
+        ("PRUNE_INTERVAL_SECONDS", "nan"),
+        ("PRUNE_BATCH_SIZE", "0"),
+        ("PRUNE_BATCH_SIZE", "100001"),
+    ],
+)
+def test_retention_settings_are_refused_with_their_name(variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({"APP_ENV": "testing", variable: value})
+
+
+def test_retention_settings_default_to_the_documented_values():
+    config = load_settings({"APP_ENV": "testing"})
+    assert (config["JOB_RETENTION_DAYS"], config["WEBHOOK_RETENTION_DAYS"]) == (30, 30)
+    assert config["WEBHOOK_FAILED_RETENTION_DAYS"] == 90
+    assert (config["PRUNE_INTERVAL_SECONDS"], config["PRUNE_BATCH_SIZE"]) == (300.0, 1000)
+    zero = load_settings(
+        {"APP_ENV": "testing", "JOB_RETENTION_DAYS": "0", "PRUNE_INTERVAL_SECONDS": "0"}
+    )
+    assert (zero["JOB_RETENTION_DAYS"], zero["PRUNE_INTERVAL_SECONDS"]) == (0, 0.0)

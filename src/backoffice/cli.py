@@ -10,6 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 from pydantic import ValidationError
 from sqlalchemy import insert
 
+from backoffice import housekeeping
 from backoffice.database import new_id, utcnow
 from backoffice.errors import APIError
 from backoffice.extensions import db
@@ -47,6 +48,22 @@ def seed_command(count: int, batch: int) -> None:
             done += size
             bar.update(size)
     click.echo(f"Added {count} items.")
+
+
+@click.command("prune")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@with_appcontext
+def prune_command(dry_run: bool) -> None:
+    """Delete what retention says has expired, once (what the workers do on a schedule)."""
+    if dry_run:
+        for table, count in housekeeping.count_expired().items():
+            click.echo(f"{table}: {count} would be deleted")
+        return
+    deleted = housekeeping.prune()
+    if deleted is None:
+        raise click.ClickException("Another pruner (a worker) is running; nothing was done.")
+    for table, count in deleted.items():
+        click.echo(f"{table}: {count} deleted")
 
 
 users_cli = AppGroup("users", help="Manage users.")
@@ -98,4 +115,5 @@ def _describe(error: ValidationError) -> str:
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_command)
+    app.cli.add_command(prune_command)
     app.cli.add_command(users_cli)

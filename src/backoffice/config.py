@@ -97,6 +97,43 @@ def _origins(value: str) -> list[str]:
     return origins
 
 
+def _days(variable: str) -> Callable[[str], int]:
+    """A retention in whole days; 0 keeps forever."""
+
+    def parse(value: str) -> int:
+        try:
+            days = int(value.strip())
+        except ValueError:
+            days = -1
+        if not 0 <= days <= 36500:
+            raise ConfigError(
+                f"{variable} must be a whole number of days from 0 (keep forever) to 36500, "
+                f"not {value!r}"
+            )
+        return days
+
+    return parse
+
+
+def _number(
+    variable: str, kind: type[int] | type[float], low: float, high: float
+) -> Callable[[str], Any]:
+    """A number between `low` and `high`, refused with the variable's name otherwise."""
+
+    def parse(value: str) -> int | float:
+        try:
+            number = kind(value.strip())
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise ConfigError(
+                f"{variable} must be a number from {low:g} to {high:g}, not {value!r}"
+            )
+        return number
+
+    return parse
+
+
 def normalize_database_url(url: str) -> str:
     """Point PostgreSQL URLs at psycopg 3, whatever spelling the platform hands us."""
     for scheme in ("postgres://", "postgresql://"):
@@ -141,6 +178,17 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "JOB_LEASE_SECONDS": ("JOB_LEASE_SECONDS", int),
     "WEBHOOK_LEASE_SECONDS": ("WEBHOOK_LEASE_SECONDS", int),
     "RELAY_INTERVAL_SECONDS": ("RELAY_INTERVAL_SECONDS", float),
+    "JOB_RETENTION_DAYS": ("JOB_RETENTION_DAYS", _days("JOB_RETENTION_DAYS")),
+    "WEBHOOK_RETENTION_DAYS": ("WEBHOOK_RETENTION_DAYS", _days("WEBHOOK_RETENTION_DAYS")),
+    "WEBHOOK_FAILED_RETENTION_DAYS": (
+        "WEBHOOK_FAILED_RETENTION_DAYS",
+        _days("WEBHOOK_FAILED_RETENTION_DAYS"),
+    ),
+    "PRUNE_INTERVAL_SECONDS": (
+        "PRUNE_INTERVAL_SECONDS",
+        _number("PRUNE_INTERVAL_SECONDS", float, 0, 86400),
+    ),
+    "PRUNE_BATCH_SIZE": ("PRUNE_BATCH_SIZE", _number("PRUNE_BATCH_SIZE", int, 1, 100_000)),
     "LLM_BASE_URL": ("LLM_BASE_URL", _llm_base_url),
     "LLM_API_KEY": ("LLM_API_KEY", str.strip),
     "LLM_MODEL": ("LLM_MODEL", str.strip),
@@ -216,6 +264,18 @@ class Config:
     JOB_LEASE_SECONDS = 120
     #: How often the worker's relay looks for accepted work that is not in the queue.
     RELAY_INTERVAL_SECONDS = 5.0
+
+    # Retention (housekeeping.py): how long finished work is kept; 0 keeps it forever.
+    #: Finished jobs (succeeded, failed, cancelled), with their results.
+    JOB_RETENTION_DAYS = 30
+    #: Processed and ignored webhook events, with their raw bodies.
+    WEBHOOK_RETENTION_DAYS = 30
+    #: Failed webhook events: longer, so nothing that needs attention disappears unseen.
+    WEBHOOK_FAILED_RETENTION_DAYS = 90
+    #: How often each worker tries to prune (one at a time prunes); 0: workers never do.
+    PRUNE_INTERVAL_SECONDS = 300.0
+    #: Rows per DELETE: each batch is its own short transaction.
+    PRUNE_BATCH_SIZE = 1000
 
     # Webhook gateway (webhooks/)
     #: {source: "whsec_..."}; a source listed here must sign every delivery.

@@ -1,14 +1,19 @@
 """The Celery worker entry point: `celery -A backoffice.worker worker`.
 
-Besides running tasks, every worker runs the relay: a thread that, every
-RELAY_INTERVAL_SECONDS, sends again, for every registered queue, the accepted work that
-is not in the queue (the broker was down when it was accepted, its message was lost, or
-its worker died mid-task). See `backoffice.work`.
+Besides running tasks, every worker runs two periodic threads:
+
+- the relay, every RELAY_INTERVAL_SECONDS: sends again, for every registered queue, the
+  accepted work that is not in the queue (the broker was down when it was accepted, its
+  message was lost, or its worker died mid-task). See `backoffice.work`.
+- housekeeping, every PRUNE_INTERVAL_SECONDS (0: never): retention deletes what has
+  expired, one worker at a time (the others skip the tick). See `backoffice.housekeeping`.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -16,7 +21,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from dotenv import load_dotenv
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice import create_app, work
+from backoffice import create_app, housekeeping, work
 from backoffice.queue import celery_for
 
 load_dotenv()
@@ -26,29 +31,49 @@ log = structlog.get_logger(__name__)
 _stopping = threading.Event()
 
 
-def _relay_forever() -> None:
-    interval = flask_app.config["RELAY_INTERVAL_SECONDS"]
+def _every(interval: float, name: str, tick: Callable[[], None]) -> None:
+    """Run `tick` in an app context every `interval` seconds until the worker stops; a
+    tick that fails is logged and the loop goes on (it must outlive any one bad tick)."""
     while not _stopping.wait(interval):
         with flask_app.app_context():
             try:
-                sent = work.relay()
+                tick()
             except SQLAlchemyError as error:
-                log.warning("relay_failed", error=type(error).__name__)
-                continue
-            except Exception:  # the relay must outlive any one bad tick
-                log.exception("relay_crashed")
-                continue
-        if sent:
-            log.info("relay_sent", messages=sent)
+                log.warning(f"{name}_failed", error=type(error).__name__)
+            except Exception:
+                log.exception(f"{name}_crashed")
 
 
-def _start_relay(**_: Any) -> None:
-    threading.Thread(target=_relay_forever, name="relay", daemon=True).start()
+def _relay() -> None:
+    sent = work.relay()
+    if sent:
+        log.info("relay_sent", messages=sent)
 
 
-def _stop_relay(**_: Any) -> None:
+def _prune() -> None:
+    started = time.monotonic()
+    deleted = housekeeping.prune()
+    if deleted is None:
+        return  # another worker is pruning
+    if any(deleted.values()):
+        log.info("pruned", seconds=round(time.monotonic() - started, 3), **deleted)
+
+
+def _start_periodic(**_: Any) -> None:
+    periodic = {
+        "relay": (flask_app.config["RELAY_INTERVAL_SECONDS"], _relay),
+        "prune": (flask_app.config["PRUNE_INTERVAL_SECONDS"], _prune),
+    }
+    for name, (interval, tick) in periodic.items():
+        if interval > 0:
+            threading.Thread(
+                target=_every, args=(interval, name, tick), name=name, daemon=True
+            ).start()
+
+
+def _stop_periodic(**_: Any) -> None:
     _stopping.set()
 
 
-worker_ready.connect(_start_relay, weak=False)
-worker_shutting_down.connect(_stop_relay, weak=False)
+worker_ready.connect(_start_periodic, weak=False)
+worker_shutting_down.connect(_stop_periodic, weak=False)

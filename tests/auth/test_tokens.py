@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from backoffice.auth.models import RevokedToken
 from backoffice.extensions import db
 from backoffice.users.models import User
 from tests.auth import tokens
@@ -306,18 +303,3 @@ def test_revocations_are_shared_through_the_configured_store(
         with redis.Redis.from_url(redis_url) as client:
             # Forgotten once every token the session could still hold has expired.
             assert 14 * 86400 <= client.ttl(key) <= 14 * 86400 + 61
-
-
-def test_expired_revocations_are_cleaned_up_in_the_database(app, anonymous, member, in_db):
-
-    def add_stale() -> None:
-        db.session.add(
-            RevokedToken(jti="stale", expires_at=datetime.now(UTC) - timedelta(minutes=1))
-        )
-        db.session.commit()
-
-    in_db(add_stale)
-    pair = login(anonymous, member)
-    anonymous.post("/api/auth/refresh", headers=bearer(pair["refresh_token"]))
-    remaining = in_db(lambda: sorted(t.jti for t in db.session.scalars(select(RevokedToken))))
-    assert remaining == [tokens.claims_of(pair["refresh_token"])["jti"]]

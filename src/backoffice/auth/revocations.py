@@ -1,9 +1,10 @@
 """Where revoked tokens live: the database by default, Redis when REDIS_URL says so.
 
 Either way the revocation is shared by every worker process, and forgotten once the
-token would have expired anyway. Either way a store that does not answer fails closed:
-no token is taken for unrevoked because its revocation could not be read; the request
-is 503 (`backoffice.dependencies`).
+token would have expired anyway (Redis expires its keys; retention deletes the rows, in
+batches, off the request path: `backoffice.housekeeping`). Either way a store that does
+not answer fails closed: no token is taken for unrevoked because its revocation could not
+be read; the request is 503 (`backoffice.dependencies`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Protocol
 
 import redis
 from flask import Flask, current_app
-from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from backoffice.auth.models import RevokedToken
@@ -60,7 +61,6 @@ class DatabaseRevocations:
     in_database = True
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
-        db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
         db.session.add(RevokedToken(jti=jti, expires_at=expires_at))
         try:
             db.session.commit()
@@ -80,7 +80,6 @@ class DatabaseRevocations:
 
     def spend(self, jti: str, expires_at: datetime) -> bool:
         # The primary key is the compare-and-set: a second insert of `jti` conflicts.
-        db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
         db.session.add(RevokedToken(jti=jti, expires_at=expires_at))
         try:
             db.session.commit()

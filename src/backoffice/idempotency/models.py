@@ -17,7 +17,8 @@ class IdempotencyRecord(ResourceMixin, Base):
     principal: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime]
+    #: Indexed: retention deletes by it (`backoffice.housekeeping`).
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     status_code: Mapped[int | None]
     response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)

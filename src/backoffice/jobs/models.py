@@ -40,4 +40,6 @@ class Job(LeasedWorkMixin, ResourceMixin, Base):
     __table_args__ = (
         Index("ix_jobs_user_id_id", "user_id", "id"),
         Index("ix_jobs_status_enqueued_at", "status", "enqueued_at"),
+        # Retention finds finished jobs by status and age (`backoffice.housekeeping`).
+        Index("ix_jobs_status_finished_at", "status", "finished_at"),
     )

@@ -36,4 +36,6 @@ class WebhookEvent(LeasedWorkMixin, ResourceMixin, Base):
     __table_args__ = (
         UniqueConstraint("source", "delivery_id"),
         Index("ix_webhook_events_status_enqueued_at", "status", "enqueued_at"),
+        # Retention finds finished events by status and age (`backoffice.housekeeping`).
+        Index("ix_webhook_events_status_finished_at", "status", "finished_at"),
     )
