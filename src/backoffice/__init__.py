@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backoffice.auth import routes as auth
 from backoffice.auth.revocations import init_revocations
+from backoffice.auth.service import init_tokens
 from backoffice.browsers import Backoffice, init_browsers
 from backoffice.cli import register_commands
 from backoffice.config import load_settings
@@ -84,6 +85,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     # Only views that declare a limit (chat) are limited, and their decorator checks it.
     skip_app_wide_rate_limit_check(app, limiter)
     init_revocations(app)
+    init_tokens(app)
     init_chat_gateway(app)
     init_request_logging(app)
     init_conventions(app)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from jwt import PyJWTError
 from sqlalchemy import Row, Table, bindparam, exists, select, update
@@ -88,11 +91,57 @@ def _token_pair(user_id: uuid.UUID, role: str, generation: int, family: str) -> 
     }
 
 
+class VerifiedTokens:
+    """Tokens whose signature and claims were verified, each kept until it expires.
+
+    A JWT's signature and claims do not change: once `decode_token` has accepted a token,
+    it would accept it again until `exp`. Keeping the result (a bounded LRU keyed by the
+    raw token) spares every later request of the same token the base64 and HMAC work.
+    It keeps only what the token says, never its state: revocation, the user's activity
+    and token generation are still read on every request, so ending a token ends it at
+    once. A forged token is never kept, so it costs a full check every time.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._claims: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, now: float) -> dict[str, Any] | None:
+        with self._lock:
+            claims = self._claims.get(token)
+            if claims is None:
+                return None
+            if claims["exp"] <= now:
+                del self._claims[token]
+                return None
+            self._claims.move_to_end(token)
+        return dict(claims)  # a copy: callers may not change what the next request reads
+
+    def put(self, token: str, claims: dict[str, Any]) -> None:
+        with self._lock:
+            self._claims[token] = dict(claims)
+            if len(self._claims) > self._size:
+                self._claims.popitem(last=False)
+
+
+#: How many verified tokens a process keeps (a few hundred bytes each).
+VERIFIED_TOKENS = 4096
+
+
+def init_tokens(app: Flask) -> None:
+    app.extensions["verified_tokens"] = VerifiedTokens(VERIFIED_TOKENS)
+
+
 def _decode(token: str, kind: str) -> dict[str, Any] | None:
-    try:
-        claims: dict[str, Any] = decode_token(token)
-    except (PyJWTError, ValueError, KeyError):
-        return None
+    verified: VerifiedTokens = current_app.extensions["verified_tokens"]
+    claims = verified.get(token, time.time())
+    if claims is None:
+        try:
+            claims = decode_token(token)
+        except (PyJWTError, ValueError, KeyError):
+            return None
+        verified.put(token, claims)
     return claims if claims.get("type") == kind else None
 
 
