@@ -10,9 +10,8 @@ export HOST PORT
 
 .PHONY: run dev test test-fast fuzz lint typecheck pytest bench install migrate clean
 
-run: install migrate ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
-	$(UV) run flask users bootstrap-admin
-	$(UV) run honcho start
+run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
+	$(UV) run python -m backoffice.run
 
 dev: install migrate ## Flask's reloading development server
 	$(UV) run flask run --debug --host $(HOST) --port $(PORT)
