@@ -1,1 +1,1 @@
-FLASK_APP=backoffice
+FLASK_APP=backoffice.startup:app_from_environment

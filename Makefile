@@ -4,18 +4,17 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS ?= never
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
-HOST ?= 127.0.0.1
-PORT ?= 5000
-export HOST PORT
+# HOST and PORT (default 127.0.0.1:5000) come from the command line (make run PORT=8000)
+# or the environment (or .env, for make run). After `make install` every tool the README
+# shows is in .venv/bin, with or without uv on the PATH.
 
 .PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune install migrate clean
 
-run: install migrate ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
-	$(UV) run flask users bootstrap-admin
-	$(UV) run honcho start
+run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
+	$(UV) run python -m backoffice.run
 
 dev: install migrate ## Flask's reloading development server
-	$(UV) run flask run --debug --host $(HOST) --port $(PORT)
+	$(UV) run flask run --debug --host $${HOST:-127.0.0.1} --port $${PORT:-5000}
 
 test: install lint typecheck pytest ## Lint, type-check and run every test
 

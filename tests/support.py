@@ -5,11 +5,15 @@ Test modules import from here (and from the factories), never from one another.
 
 from __future__ import annotations
 
+import http.client
+import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Flask
@@ -20,6 +24,9 @@ from backoffice.extensions import db
 from backoffice.webhooks.signatures import sign
 
 T = TypeVar("T")
+
+#: The repository: where `make`, `deploy/serve` and `.flaskenv` are.
+ROOT = Path(__file__).resolve().parents[1]
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production"
 PASSWORD = "correct horse battery staple"
@@ -54,11 +61,37 @@ def eventually(
         time.sleep(interval)
 
 
+# --- real processes ---------------------------------------------------------------
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def healthy(port: int) -> bool:
+    """Whether a server on 127.0.0.1:`port` answers `/health` with 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def process_environment(**settings: str) -> dict[str, str]:
+    """An environment for one of our processes: this machine's PATH (with this
+    interpreter's scripts first) and HOME, and `settings`; none of the app's variables
+    the test run itself may have."""
+    scripts = str(Path(sys.executable).parent)
+    return {
+        "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")]),
+        "HOME": os.environ.get("HOME", "/"),
+        **settings,
+    }
 
 
 # --- problem details --------------------------------------------------------

@@ -62,3 +62,14 @@ def test_bootstrap_admin_without_settings_does_nothing(app, in_db, monkeypatch):
     result = app.test_cli_runner().invoke(args=["users", "bootstrap-admin"])
     assert result.exit_code == 0
     assert in_db(lambda: db.session.scalars(select(User)).all()) == []
+
+
+def test_bootstrap_admin_with_only_an_email_refuses_and_creates_nobody(app, in_db, monkeypatch):
+    monkeypatch.setenv("ADMIN_EMAIL", "boss@example.com")
+    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
+    result = app.test_cli_runner().invoke(args=["users", "bootstrap-admin"])
+    assert result.exit_code != 0
+    assert result.output.strip() == (
+        "Error: ADMIN_EMAIL is set but ADMIN_PASSWORD is not: set both, or neither"
+    )
+    assert in_db(lambda: db.session.scalars(select(User)).all()) == []

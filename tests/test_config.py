@@ -129,3 +129,30 @@ def test_retention_settings_default_to_the_documented_values():
         {"APP_ENV": "testing", "JOB_RETENTION_DAYS": "0", "PRUNE_INTERVAL_SECONDS": "0"}
     )
     assert (zero["JOB_RETENTION_DAYS"], zero["PRUNE_INTERVAL_SECONDS"]) == (0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://app:hunter2@db/app"}, "DATABASE_URL"),  # no driver here
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"RATELIMIT_STORAGE_URI": "sql://"}, "RATELIMIT_STORAGE_URI"),
+        ({"MAX_CONTENT_LENGTH": "lots"}, "MAX_CONTENT_LENGTH"),
+        ({"LOG_JSON": "maybe"}, "LOG_JSON"),
+        ({"ADMIN_EMAIL": "admin@example.com"}, "ADMIN_PASSWORD"),
+        ({"ADMIN_PASSWORD": "long enough pw"}, "ADMIN_EMAIL"),
+    ],
+)
+def test_a_refused_setting_is_one_line_naming_the_variable(environ, variable):
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ)
+    message = str(refused.value)
+    assert variable in message
+    assert "\n" not in message
+    assert "hunter2" not in message  # a URL's password is never repeated
+
+
+def test_rate_limits_are_counted_in_the_database_by_default():
+    assert load_settings({})["RATELIMIT_STORAGE_URI"] == "database://"
+    assert load_settings({"APP_ENV": "testing"})["RATELIMIT_STORAGE_URI"] == "database://"

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import insert
 
 from backoffice import housekeeping
+from backoffice.config import ConfigError, admin_credentials
 from backoffice.database import new_id, utcnow
 from backoffice.errors import APIError
 from backoffice.extensions import db
@@ -97,10 +98,14 @@ def create_user_command(email: str, name: str, admin: bool, password: str) -> No
 @users_cli.command("bootstrap-admin")
 def bootstrap_admin_command() -> None:
     """Create the first admin from ADMIN_EMAIL and ADMIN_PASSWORD, if there is no admin yet."""
-    email, password = os.environ.get("ADMIN_EMAIL"), os.environ.get("ADMIN_PASSWORD")
-    if not email or not password:
-        click.echo("ADMIN_EMAIL/ADMIN_PASSWORD not set: no admin created.")
+    try:
+        credentials = admin_credentials(os.environ)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if credentials is None:
+        click.echo("ADMIN_EMAIL and ADMIN_PASSWORD not set: no admin created.")
         return
+    email, password = credentials
     try:
         checked = UserIn(name="Administrator", email=email, password=password)
     except ValidationError as error:

@@ -15,13 +15,22 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from limits import parse as parse_limit
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+# Importing it registers `database://` among the rate-limit storages `limits` knows.
+from backoffice.rate_limits import DatabaseStorage
 
 #: The development key. It works on a laptop and is refused by production.
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105 (refused in production)
 
 
 class ConfigError(RuntimeError):
-    """The environment asks for a configuration the service refuses to run with."""
+    """The environment asks for a configuration the service refuses to run with.
+
+    Its message is one line that names the variable: the entry points
+    (`backoffice.startup`) print it as it is, without a traceback.
+    """
 
 
 def _bool(value: str) -> bool:
@@ -247,7 +256,8 @@ class Config:
     LOGIN_RATE_LIMIT = "5 per minute"
     #: Sign-ups (and sign-ups finding the email taken) allowed per client IP; admins are exempt.
     SIGNUP_RATE_LIMIT = "10 per hour"
-    RATELIMIT_STORAGE_URI = "memory://"
+    #: Counted in the application's database, shared by every process (`rate_limits`).
+    RATELIMIT_STORAGE_URI = f"{DatabaseStorage.STORAGE_SCHEME[0]}://"
     RATELIMIT_STRATEGY = "fixed-window"
     RATELIMIT_HEADERS_ENABLED = True
     #: Where revoked tokens are kept: "" for the database, or a redis:// URL.
@@ -305,13 +315,34 @@ class Config:
         settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
         for variable, (key, parse) in ENVIRONMENT.items():
             if variable in environ:
-                settings[key] = parse(environ[variable])
+                try:
+                    settings[key] = parse(environ[variable])
+                except ConfigError as error:
+                    message = str(error)
+                    raise ConfigError(
+                        message if variable in message else f"{variable}: {message}"
+                    ) from None
+                except ValueError:  # int() or float() of something else
+                    raise ConfigError(
+                        f"{variable} must be a number, not {environ[variable]!r}"
+                    ) from None
         cls.validate(settings)
         return settings
 
     @classmethod
     def validate(cls, settings: dict[str, Any]) -> None:
         """Refuse settings no profile can run with."""
+        if settings["SQLALCHEMY_DATABASE_URI"]:
+            _check_database_url(settings["SQLALCHEMY_DATABASE_URI"])
+        if settings["REDIS_URL"] and not settings["REDIS_URL"].startswith(REDIS_SCHEMES):
+            raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        scheme = settings["RATELIMIT_STORAGE_URI"].partition("://")[0]
+        if scheme not in (*DatabaseStorage.STORAGE_SCHEME, "memory") and not scheme.startswith(
+            ("redis", "valkey")
+        ):
+            raise ConfigError(
+                "RATELIMIT_STORAGE_URI must be database://, memory:// or a redis:// URL"
+            )
         if settings["MAX_CONTENT_LENGTH"] <= 0:
             raise ConfigError("MAX_CONTENT_LENGTH must be positive")
         for lease in ("JOB_LEASE_SECONDS", "WEBHOOK_LEASE_SECONDS"):
@@ -343,6 +374,33 @@ class Config:
                 parse_limit(settings[limit])
             except ValueError:
                 raise ConfigError(f"{limit} must read like '5 per minute'") from None
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _check_database_url(url: str) -> None:
+    """Refuse a URL SQLAlchemy cannot use, before a server forks workers that would each
+    fail on it. The URL is never repeated: it may hold a password."""
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError):
+        raise ConfigError(
+            "DATABASE_URL is not a database URL this service can use "
+            "(e.g. postgresql://user:password@host:5432/name or sqlite:////path/to/file.db)"
+        ) from None
+
+
+def admin_credentials(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """ADMIN_EMAIL and ADMIN_PASSWORD, the first admin `flask users bootstrap-admin`
+    creates: both, or neither (None). One without the other is refused, so a deployment
+    never starts believing it has an admin it does not have."""
+    email, password = environ.get("ADMIN_EMAIL", ""), environ.get("ADMIN_PASSWORD", "")
+    if email and not password:
+        raise ConfigError("ADMIN_EMAIL is set but ADMIN_PASSWORD is not: set both, or neither")
+    if password and not email:
+        raise ConfigError("ADMIN_PASSWORD is set but ADMIN_EMAIL is not: set both, or neither")
+    return (email, password) if email else None
 
 
 class DevelopmentConfig(Config):
@@ -400,5 +458,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     except KeyError:
         raise ConfigError(f"APP_ENV must be one of {sorted(PROFILES)}, not {name!r}") from None
     settings = profile.from_env(environ)
+    admin_credentials(environ)
     settings["APP_ENV"] = profile.APP_ENV
     return settings

@@ -168,7 +168,9 @@ def unavailable_dependency(error: BaseException) -> str | None:
         return DATABASE
     if isinstance(error, DATABASE_DOWN) and not _sqlite_statement_error(error):
         return DATABASE
-    if isinstance(error, StorageError):  # the limiter's storage (Redis), wrapped by `limits`
+    if isinstance(error, StorageError):  # the limiter's storage, wrapped by `limits`
+        if isinstance(error.__cause__, sa_exc.SQLAlchemyError):  # database://: the database
+            return unavailable_dependency(error.__cause__) or RATE_LIMIT_STORE
         return RATE_LIMIT_STORE
     return None
 

@@ -18,14 +18,13 @@ from typing import Any
 
 import structlog
 from celery.signals import worker_ready, worker_shutting_down
-from dotenv import load_dotenv
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice import create_app, housekeeping, work
+from backoffice import housekeeping, work
 from backoffice.queue import celery_for
+from backoffice.startup import app_from_environment
 
-load_dotenv()
-flask_app = create_app()
+flask_app = app_from_environment()
 app = celery_for(flask_app)
 log = structlog.get_logger(__name__)
 _stopping = threading.Event()

@@ -1,8 +1,5 @@
 """The WSGI entry point for production servers: `backoffice.wsgi:app`."""
 
-from dotenv import load_dotenv
+from backoffice.startup import app_from_environment
 
-from backoffice import create_app
-
-load_dotenv()
-app = create_app()
+app = app_from_environment()

@@ -1,9 +1,10 @@
 """Per-IP limits: failed password attempts (logins, wrong current passwords) and sign-ups.
 
-Runs with the limiter's storage in memory and, when TEST_REDIS_URL is set, in Redis (a
-database of this test worker's own). The concurrent tests race 50 clients; with Redis
-they are spread over several app instances sharing the storage, as several server
-processes would; memory storage counts per process, so there one app takes them all.
+Runs with the limiter's storage in the database (the default), in memory and, when
+TEST_REDIS_URL is set, in Redis (a database of this test worker's own). The concurrent
+tests race 50 clients; with the database or Redis they are spread over several app
+instances sharing the storage, as several server processes would; memory storage counts
+per process, so there one app takes them all.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from tests.support import PASSWORD, assert_problem, count_rows
 
 @pytest.fixture(params=STORES)
 def storage(request) -> str:
-    return request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url")
+    return f"{request.param}://"
 
 
 @pytest.fixture

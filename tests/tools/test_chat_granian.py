@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,28 +19,10 @@ from sqlalchemy import select
 from backoffice.extensions import db
 from backoffice.tools.models import ChatUsage
 from bench.fake_llm import FakeLLM, serving
-from tests.support import TEST_SECRET_KEY, eventually
+from tests.support import ROOT, TEST_SECRET_KEY, eventually, free_port, healthy
 from tests.tools.conftest import LLM_KEY, MODEL
 
-ROOT = Path(__file__).resolve().parents[2]
 STREAM = json.dumps({"message": "count the red widgets", "stream": True})
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _healthy(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +36,7 @@ def upstream() -> Iterator[FakeLLM]:
 def granian(app, database_url, upstream, tmp_path_factory) -> Iterator[tuple[int, Path]]:
     """`deploy/serve` (Granian, one worker) on the test database; its port and log file.
     Started once per module: importing the app takes seconds."""
-    port = _free_port()
+    port = free_port()
     tmp_path = tmp_path_factory.mktemp("granian")
     log = tmp_path / "granian.log"
     env = {
@@ -83,7 +64,7 @@ def granian(app, database_url, upstream, tmp_path_factory) -> Iterator[tuple[int
             start_new_session=True,
         )
     try:
-        eventually(lambda: process.poll() is not None or _healthy(port), timeout=60)
+        eventually(lambda: process.poll() is not None or healthy(port), timeout=60)
         assert process.poll() is None, log.read_text()
         yield port, log
     finally:

@@ -10,7 +10,7 @@ import pytest
 from tests.support import assert_problem, eventually, member_client
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
-STORAGES = ["memory://", *([TEST_REDIS_URL] if TEST_REDIS_URL else [])]
+STORAGES = ["database://", "memory://", *([TEST_REDIS_URL] if TEST_REDIS_URL else [])]
 
 
 def ask(client, message="hi", **extra):

@@ -44,7 +44,8 @@ def check_revocation_store() -> None:
 
 
 def check_rate_limit_store() -> None:
-    """Login attempts can be counted: in this process (`memory://`), or in Redis."""
+    """Login attempts can be counted: in the database (the default), in this process
+    (`memory://`), or in Redis."""
     if not limiter.storage.check():
         raise DependencyUnavailable(RATE_LIMIT_STORE)
 
