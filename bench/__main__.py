@@ -24,7 +24,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from bench import database, orders, webhooks
-from bench.apps import FLASK, RAW, App, backoffice
+from bench.apps import FLASK, RAW, TOY, App, backoffice
 from bench.load import Result, warm_up, wrk, wrk_params
 from bench.report import Measurement, checks, machine, print_table, rows, write
 from bench.servers import SERVERS, running, settings
@@ -68,9 +68,10 @@ def serve_all(
     LOGS.mkdir(exist_ok=True)
     urls = {}
     for app in apps:
-        log = LOGS / f"{server}-{app.name}.log"
-        print(f"Starting {app.target} under {server} (log: {log})", flush=True)
-        urls[app.name] = stack.enter_context(running(server, app.target, env, log))
+        served_by = app.server or server
+        log = LOGS / f"{served_by}-{app.name}.log"
+        print(f"Starting {app.target} under {served_by} (log: {log})", flush=True)
+        urls[app.name] = stack.enter_context(running(served_by, app.target, env, log))
     return urls
 
 
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     LOGS.mkdir(exist_ok=True)
     webhooks.prepare(LOGS)
     catalogue = orders.prepare(env, LOGS)
-    apps = (backoffice(fixtures), RAW, FLASK)
+    apps = (backoffice(fixtures), RAW, FLASK, TOY)
     with ExitStack() as stack:
         measured = measure_all(args, apps, serve_all(stack, args.server, apps, env))
     oversold = orders.oversold(env, catalogue)

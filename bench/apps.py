@@ -8,6 +8,7 @@ from bench import tools, webhooks
 from bench.database import DEEP_ROWS, Fixtures
 from bench.load import Endpoint
 from bench.reference_flask import PREFILLED, prefilled_id
+from bench.servers import TOY_SERVER
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,8 @@ class App:
     name: str
     target: str
     endpoints: tuple[Endpoint, ...]
+    #: Served by this server whatever the run's `--server` (the toy's tutorial shape).
+    server: str | None = None
 
 
 def backoffice(fixtures: Fixtures) -> App:
@@ -44,16 +47,17 @@ def backoffice(fixtures: Fixtures) -> App:
 
 RAW = App("raw", "bench.reference_raw:app", (Endpoint("health", "GET /health", "/health"),))
 
-FLASK = App(
-    "flask",
-    "bench.reference_flask:app",
-    (
-        Endpoint("health", "GET /health", "/health"),
-        Endpoint("item", "GET /items/<id>", f"/items/{prefilled_id(PREFILLED // 2)}"),
-        Endpoint("list", "GET /items?limit=25", "/items?limit=25"),
-        Endpoint("create", "POST /items", "/items", "post_item.lua"),
-    ),
+_FLASK_ENDPOINTS = (
+    Endpoint("health", "GET /health", "/health"),
+    Endpoint("item", "GET /items/<id>", f"/items/{prefilled_id(PREFILLED // 2)}"),
+    Endpoint("list", "GET /items?limit=25", "/items?limit=25"),
+    Endpoint("create", "POST /items", "/items", "post_item.lua"),
 )
+#: The in-memory Flask app under the same server as Backoffice.
+FLASK = App("flask", "bench.reference_flask:app", _FLASK_ENDPOINTS)
+#: The same app as the tutorials serve it (Gunicorn, 4 sync workers): what their readers
+#: would compare Backoffice with.
+TOY = App("toy", "bench.reference_flask:app", _FLASK_ENDPOINTS, server=TOY_SERVER)
 
 #: The Flask reference endpoint each Backoffice endpoint is compared to (default: same key).
 FLASK_MATCH = {"deep": "list", "webhook": "create", "order": "create", "process": "item"}

@@ -43,10 +43,11 @@ def _by_key(measured: Sequence[Measurement], app: str) -> dict[str, Result]:
 def rows(measured: Sequence[Measurement]) -> list[dict[str, Any]]:
     """One row per measurement, Backoffice's with its ratios to the references."""
     raw = _by_key(measured, "raw")["health"].rps
-    flask = _by_key(measured, "flask")
+    flask, toy = _by_key(measured, "flask"), _by_key(measured, "toy")
     table = []
     for m in measured:
-        matching = flask[FLASK_MATCH.get(m.endpoint.key, m.endpoint.key)]
+        match = FLASK_MATCH.get(m.endpoint.key, m.endpoint.key)
+        ours = m.app == "backoffice"
         table.append(
             {
                 "app": m.app,
@@ -61,7 +62,8 @@ def rows(measured: Sequence[Measurement]) -> list[dict[str, Any]]:
                 "rounds": [{"rps": r.rps, "latency_ms": r.latency_ms} for r in m.rounds],
                 "rps_spread": m.spread,
                 "x_raw": m.result.rps / raw,
-                "x_flask": m.result.rps / matching.rps if m.app == "backoffice" else None,
+                "x_flask": m.result.rps / flask[match].rps if ours else None,
+                "x_toy": m.result.rps / toy[match].rps if ours else None,
             }
         )
     return table
@@ -79,7 +81,13 @@ def _check(name: str, value: float, relation: str, target: float) -> dict[str, A
 
 def checks(measured: Sequence[Measurement], oversold: int) -> list[dict[str, Any]]:
     ours, flask = _by_key(measured, "backoffice"), _by_key(measured, "flask")
+    toy = _by_key(measured, "toy")
     return [
+        # Issue 12's aims, against the tutorials' toy (Gunicorn, 4 sync workers).
+        _check("item read req/s / toy's", ours["item"].rps / toy["item"].rps, ">=", 0.5),
+        _check("item create req/s / toy's", ours["create"].rps / toy["create"].rps, ">=", 0.35),
+        _check("first page req/s / item read's", ours["list"].rps / ours["item"].rps, ">=", 0.8),
+        _check("webhook intake req/s", ours["webhook"].rps, ">=", 1500),
         _check(
             "order create req/s / item create's", ours["order"].rps / ours["create"].rps, ">=", 0.5
         ),
@@ -104,7 +112,7 @@ def _ratio(value: float | None) -> str:
 def print_table(table: Sequence[dict[str, Any]], found: Sequence[dict[str, Any]]) -> None:
     header = (
         f"{'endpoint':<48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'xraw':>6} {'xflask':>6}"
-        f" {'spread':>6}"
+        f" {'xtoy':>6} {'spread':>6}"
     )
     print(f"\n{header}\n{'-' * len(header)}")
     for row in table:
@@ -112,7 +120,8 @@ def print_table(table: Sequence[dict[str, Any]], found: Sequence[dict[str, Any]]
         latency = row["latency_ms"]
         print(
             f"{label:<48} {row['rps']:>9.1f} {latency[50]:>8.2f} {latency[99]:>8.2f} "
-            f"{_ratio(row['x_raw']):>6} {_ratio(row['x_flask']):>6} {row['rps_spread']:>6.0%}"
+            f"{_ratio(row['x_raw']):>6} {_ratio(row['x_flask']):>6} {_ratio(row.get('x_toy')):>6}"
+            f" {row['rps_spread']:>6.0%}"
         )
         if row["non_2xx"] or row["socket_errors"]:
             print(f"  ! {row['non_2xx']} non-2xx answers, {row['socket_errors']} socket errors")

@@ -19,6 +19,9 @@ from bench import ROOT
 
 HOST = "127.0.0.1"
 SERVERS = ("granian", "gunicorn")
+#: The tutorials' shape, for the toy reference only: Gunicorn with 4 sync workers.
+TOY_SERVER = "gunicorn-sync"
+TOY_WORKERS = 4
 SERVE = ROOT / "deploy" / "serve"
 GRANIAN_ENV = ROOT / "deploy" / "granian.env"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -26,7 +29,10 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
 
-def command(server: str, target: str) -> list[str]:
+def command(server: str, target: str, port: int) -> list[str]:
+    if server == TOY_SERVER:
+        options = ["--workers", str(TOY_WORKERS), "--worker-class", "sync", "--no-control-socket"]
+        return [sys.executable, "-m", "gunicorn", *options, "--bind", f"{HOST}:{port}", target]
     if server == "gunicorn":
         # One control socket path (~/.gunicorn) would be shared by the three servers.
         conf = ["-c", str(GUNICORN_CONF), "--no-control-socket"]
@@ -102,7 +108,7 @@ def running(server: str, target: str, env: Mapping[str, str], log: Path) -> Iter
     address = {"HOST": HOST, "PORT": str(port), "GRANIAN_HOST": HOST, "GRANIAN_PORT": str(port)}
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603
-            command(server, target),
+            command(server, target, port),
             cwd=ROOT,
             env={**env, **address, "APP_TARGET": target},
             stdin=subprocess.DEVNULL,
