@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export HOST PORT
 
-.PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune install migrate clean
+.PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune profile install migrate clean
 
 run: install migrate ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run flask users bootstrap-admin
@@ -41,6 +41,10 @@ bench: install ## Load benchmark against PostgreSQL (see bench/)
 
 bench-prune: install ## Retention: prune 100,000 expired idempotency records under load (PostgreSQL)
 	$(UV) run python -m bench.prune $(BENCH_ARGS)
+
+# PYTHONHASHSEED fixed: the call counts then do not depend on a set's iteration order.
+profile: install ## In-process CPU per request and its breakdown, with call counts (PostgreSQL)
+	PYTHONHASHSEED=0 $(UV) run python -m bench.profile $(BENCH_ARGS)
 
 migrate: install
 	$(UV) run flask db upgrade

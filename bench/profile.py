@@ -129,8 +129,8 @@ class Result:
     #: CPU µs per request under cProfile: the profiler's own overhead included.
     profiled_us_per_request: float
     #: Wall-clock µs per profiled request not spent on this process's CPU: waiting for
-    #: PostgreSQL and Redis, or for a core on a busy machine. In the profile's times (a
-    #: wall clock), spread over the components by the scaling.
+    #: PostgreSQL and Redis (taken out of the functions that wait on a socket), or for a
+    #: core on a busy machine.
     waiting_us_per_request: float
     top: list[dict[str, Any]] = field(default_factory=list)
 
@@ -270,8 +270,27 @@ def located(function: Function) -> str | None:
     return None
 
 
-def attribute(stats: Mapping[Function, Any], overhead: float = 0.0) -> dict[str, float]:
-    """Every function's own time (tottime), less `overhead` per call, summed by component."""
+#: Where this process blocks on a socket (PostgreSQL, Redis): psycopg's wait loop (its C
+#: part is not a call cProfile sees), a socket read, a poll.
+_WAITS = re.compile(
+    r"/psycopg/(connection|waiting)\.py:\d+\(wait|'recv(_into)?' of '_socket\.socket'"
+    r"|'poll' of 'select\.|select\.select>"
+)
+
+
+def waits(function: Function) -> bool:
+    return bool(_WAITS.search("{}:{}({})".format(*function)))
+
+
+def attribute(
+    stats: Mapping[Function, Any], overhead: float = 0.0, waiting: float = 0.0
+) -> dict[str, float]:
+    """Every function's own time (tottime), summed by component.
+
+    The profile's clock is a wall clock: `overhead` (the profiler's own time per call) is
+    taken out of every function, and `waiting` (time off the CPU) out of the functions
+    that wait on a socket, as far as they hold it.
+    """
     shares: dict[Function, dict[str, float]] = {}
     visiting: set[Function] = set()
 
@@ -298,21 +317,26 @@ def attribute(stats: Mapping[Function, Any], overhead: float = 0.0) -> dict[str,
         shares[function] = {k: v / charged for k, v in mixed.items()} if charged else {"other": 1.0}
         return shares[function]
 
+    own = {function: max(0.0, row[2] - row[1] * overhead) for function, row in stats.items()}
+    blocked = sum(spent for function, spent in own.items() if waits(function))
+    kept = max(0.0, 1.0 - waiting / blocked) if blocked else 1.0
     seconds = {key: 0.0 for key, _label, _packages in COMPONENTS}
-    for function, (_cc, nc, own, _cumulative, _callers) in stats.items():
+    for function, mine in own.items():
+        spent = mine * kept if waits(function) else mine
         for component, fraction in (share(function) or {"other": 1.0}).items():
-            seconds[component] += max(0.0, own - nc * overhead) * fraction
+            seconds[component] += spent * fraction
     return seconds
 
 
 def _top(stats: Mapping[Function, Any], requests: int, count: int = 15) -> list[dict[str, Any]]:
+    """The functions with the most own time, as cProfile saw it (wall clock, uncorrected)."""
     ranked = sorted(stats.items(), key=lambda item: -item[1][2])[:count]
     return [
         {
             "function": "{}:{}({})".format(*function),
             "component": located(function),
             "calls_per_request": nc / requests,
-            "own_us_per_request": own * 1e6 / requests,
+            "profiled_own_us_per_request": own * 1e6 / requests,
         }
         for function, (_cc, nc, own, _cumulative, _callers) in ranked
     ]
@@ -346,7 +370,11 @@ def measure(app: WSGIApp, scenario: Scenario, requests: int) -> Result:
     calls: int = stats.total_calls  # type: ignore[attr-defined]
     # The profiler's CPU per call event, taken out of every function's own time before
     # the shares are taken (without it, components of many small calls look too big).
-    seconds = attribute(table, overhead=max(0.0, profiled_cpu - cpu) / calls)
+    seconds = attribute(
+        table,
+        overhead=max(0.0, profiled_cpu - cpu) / calls,
+        waiting=max(0.0, profiled_wall - profiled_cpu),
+    )
     spent = sum(seconds.values())
     us_per_request = cpu * 1e6 / requests
     return Result(
