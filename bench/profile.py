@@ -136,7 +136,7 @@ class Result:
 
 
 def scenarios(target: Target) -> dict[str, Scenario]:
-    """The four requests the issue measures, by name."""
+    """By name: a member's item read, create and first list page; a signed delivery."""
     auth = {"Authorization": f"Bearer {target.access_token}"}
 
     def request(method: str, path: str, **options: Any) -> Callable[[], dict[str, Any]]:
