@@ -74,19 +74,21 @@ def settle(url: str) -> None:
         engine.dispose()
 
 
-def prepare(url: str, env: Mapping[str, str]) -> None:
+def prepare(url: str, env: Mapping[str, str], items: int = SEED_ITEMS) -> None:
+    """A fresh database at `url`, migrated and seeded with `items` items."""
     recreate(url)
     flask(env, "db", "upgrade", timeout=60)
-    flask(env, "seed", "--items", str(SEED_ITEMS), timeout=150)
+    flask(env, "seed", "--items", str(items), timeout=150)
     settle(url)
 
 
-def fixtures(env: Mapping[str, str]) -> Fixtures:
-    """An existing item, and the cursor the API itself would give after the deep row."""
+def fixtures(env: Mapping[str, str], deep_rows: int = DEEP_ROWS) -> Fixtures:
+    """An existing item, and the cursor the API itself would give after it: the item
+    `deep_rows` from the newest (the seed must hold at least that many)."""
     app = create_app(load_settings(env))
     with app.app_context():
         deep_id = db.session.scalars(
-            select(Item.id).order_by(Item.id.desc()).offset(DEEP_ROWS - 1).limit(1)
+            select(Item.id).order_by(Item.id.desc()).offset(deep_rows - 1).limit(1)
         ).one()
         postgres = {
             setting: str(db.session.scalar(text(f"SHOW {setting}")))
