@@ -8,9 +8,18 @@ the run: it is never skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
+
+# Multiprocess metrics, as in production (see backoffice.metrics): prometheus_client reads
+# this when first imported, which importing backoffice does, so it is set before that. A
+# directory of this test process's own, shared with the servers and Celery workers its
+# tests start (they inherit the environment), never with another xdist worker.
+METRICS_DIR = tempfile.mkdtemp(prefix="backoffice-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,6 +55,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def settings(**overrides: str) -> dict[str, Any]:
     """TestingConfig as the environment would produce it, plus `overrides`."""
     return TestingConfig.from_env({"SECRET_KEY": TEST_SECRET_KEY, **overrides})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _metrics_dir() -> Iterator[str]:
+    """The multiprocess metrics directory, removed when the session ends."""
+    yield METRICS_DIR
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from apiflask import APIFlask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from backoffice import metrics, work
 from backoffice.auth import routes as auth
 from backoffice.auth.revocations import init_revocations
 from backoffice.cli import register_commands
@@ -89,6 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     init_revocations(app)
     init_chat_gateway(app)
     init_request_logging(app)
+    metrics.init_app(app)
     init_conventions(app)
     init_openapi(app)
     register_error_handlers(app)
@@ -118,7 +120,8 @@ def _register_blueprints(app: APIFlask) -> None:
 def _wire_registries(app: APIFlask) -> None:
     """What each kind of background work does, in one table the web process and the
     worker share: a job type without a runner fails here, an event type without a
-    handler ends `ignored`. And who holds items (open orders), asked before a delete."""
+    handler ends `ignored`. Who holds items (open orders), asked before a delete. And
+    what `/metrics` reads from the database at scrape time."""
     jobs_service.init_runners(
         app,
         {
@@ -128,6 +131,7 @@ def _wire_registries(app: APIFlask) -> None:
     )
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})
     items_service.init_holders(app, [orders_service.open_orders_holding])
+    metrics.add_reader(app, "work_queues", work.queue_metrics)
 
 
 def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:

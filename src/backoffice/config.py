@@ -122,6 +122,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LLM_TIMEOUT": ("LLM_TIMEOUT", float),
     "LLM_CONNECT_TIMEOUT": ("LLM_CONNECT_TIMEOUT", float),
     "CHAT_RATE_LIMIT": ("CHAT_RATE_LIMIT", str),
+    "METRICS_TOKEN": ("METRICS_TOKEN", str.strip),
 }
 
 
@@ -202,6 +203,10 @@ class Config:
     #: Chat calls allowed per user (Flask-Limiter notation), in RATELIMIT_STORAGE_URI.
     CHAT_RATE_LIMIT = "20 per minute"
 
+    # Metrics (metrics.py)
+    #: The bearer token `GET /metrics` wants; "" leaves the endpoint off (404).
+    METRICS_TOKEN = ""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
         """The profile's defaults, overridden by whatever `environ` sets, validated."""
@@ -266,6 +271,11 @@ class ProductionConfig(Config):
             )
         if not settings["SQLALCHEMY_DATABASE_URI"]:
             raise ConfigError("production needs DATABASE_URL")
+        if settings["METRICS_TOKEN"] and len(settings["METRICS_TOKEN"]) < 32:
+            raise ConfigError(
+                "METRICS_TOKEN must be a random value of 32 characters or more "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
         if not settings["TRUSTED_HOSTS"]:
             raise ConfigError(
                 "production needs TRUSTED_HOSTS: the host names clients reach the API by, "

@@ -8,15 +8,21 @@ its worker died mid-task). See `backoffice.work`.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 import structlog
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import (
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from dotenv import load_dotenv
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice import create_app, work
+from backoffice import create_app, metrics, work
 from backoffice.queue import celery_for
 
 load_dotenv()
@@ -50,5 +56,13 @@ def _stop_relay(**_: Any) -> None:
     _stopping.set()
 
 
+def _forget_live_gauges(**_: Any) -> None:
+    """A worker process that ends takes its live gauges (checked-out connections) out of
+    the sums; its counters stay. The pool's child processes and the main one alike."""
+    metrics.process_ended(os.getpid())
+
+
 worker_ready.connect(_start_relay, weak=False)
 worker_shutting_down.connect(_stop_relay, weak=False)
+worker_process_shutdown.connect(_forget_live_gauges, weak=False)
+worker_shutdown.connect(_forget_live_gauges, weak=False)
