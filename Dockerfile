@@ -11,7 +11,8 @@ COPY src ./src
 RUN uv sync --frozen --no-dev
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 backoffice
+RUN useradd --create-home --uid 10001 backoffice \
+    && mkdir -p /app/prometheus && chown backoffice /app/prometheus
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY src ./src
@@ -19,7 +20,8 @@ COPY migrations ./migrations
 COPY deploy ./deploy
 COPY .flaskenv ./
 ENV PATH="/app/.venv/bin:$PATH" APP_ENV=production HOST=0.0.0.0 PORT=5000 \
-    INSTANCE_PATH=/app/instance PYTHONUNBUFFERED=1
+    INSTANCE_PATH=/app/instance PYTHONUNBUFFERED=1 \
+    PROMETHEUS_MULTIPROC_DIR=/app/prometheus
 USER backoffice
 EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=2)"

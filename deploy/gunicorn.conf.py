@@ -1,10 +1,22 @@
 """Gunicorn, the documented alternative to Granian: `gunicorn -c deploy/gunicorn.conf.py`.
 
 Same shape as deploy/granian.env: HOST and PORT choose the address.
+
+Metrics (backoffice/metrics.py) as with `deploy/serve`: the multiprocess directory is set
+here, in the arbiter, before any worker imports the app; emptied once when the server
+starts; and a worker that exits has its live gauges (in-flight requests, checked-out
+connections) taken out of the sums, which Gunicorn, unlike Granian, lets us do.
 """
 
 import multiprocessing
 import os
+from pathlib import Path
+from typing import Any
+
+# Before anything imports prometheus_client: it picks multiprocess mode when imported.
+METRICS_DIR = Path(
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path.cwd() / "instance" / "prometheus"))
+)
 
 wsgi_app = "backoffice.wsgi:app"
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
@@ -17,3 +29,15 @@ graceful_timeout = 30
 backlog = 2048
 accesslog = None  # the app logs one JSON line per request itself
 errorlog = "-"
+
+
+def on_starting(_server: Any) -> None:
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for file in METRICS_DIR.glob("*.db"):
+        file.unlink(missing_ok=True)
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client.multiprocess import mark_process_dead  # after the variable is set
+
+    mark_process_dead(worker.pid, str(METRICS_DIR))

@@ -9,7 +9,10 @@ any app, the session's included.
 
 from __future__ import annotations
 
+import http.client
 import os
+import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -34,7 +37,14 @@ from backoffice.users import service as users
 from backoffice.users.models import Role
 from bench.fake_llm import serving
 from tests.conftest import settings
-from tests.support import PASSWORD, assert_problem, eventually, start_job, wait_for_job
+from tests.support import (
+    PASSWORD,
+    TEST_SECRET_KEY,
+    assert_problem,
+    eventually,
+    start_job,
+    wait_for_job,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "metrics-token-0123456789abcdef0123456789abcdef"
@@ -290,7 +300,8 @@ def test_metrics_stay_out_of_the_openapi_document(metrics_app: APIFlask) -> None
 
 #: Another process: an app of its own answering `count` liveness probes, then exiting.
 CHILD = """
-import sys
+import os, sys
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 from backoffice import create_app
 from backoffice.config import TestingConfig
 app = create_app(TestingConfig.from_env({"DATABASE_URL": sys.argv[1]}))
@@ -305,11 +316,18 @@ def test_counts_of_other_processes_are_added_in(
 ) -> None:
     before = requests(scrape(), "GET", "/health", 200)
     database = f"sqlite:///{tmp_path / 'child.db'}"
-    for count in (7, 5):  # two processes, one after the other, same directory
+    ours = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    # One process writing beside this one, as a server's other worker or a Celery worker
+    # of this machine; one in a subdirectory, as a worker container sharing the volume.
+    for count, directory in ((7, ours), (5, str(Path(ours) / "worker"))):
         subprocess.run(  # noqa: S603 (our own code)
             [sys.executable, "-c", CHILD, database, str(count)],
             cwd=ROOT,
-            env={**os.environ, "INSTANCE_PATH": str(tmp_path)},
+            env={
+                **os.environ,
+                "INSTANCE_PATH": str(tmp_path),
+                "PROMETHEUS_MULTIPROC_DIR": directory,
+            },
             check=True,
             timeout=120,
         )
@@ -327,3 +345,83 @@ def test_a_dead_process_leaves_its_counters_but_not_its_live_gauges(tmp_path: Pa
     assert (directory / f"counter_{pid}.db").exists()
     assert not (directory / f"gauge_livesum_{pid}.db").exists()
     (directory / f"counter_{pid}.db").unlink()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(port: int, path: str, token: str | None = None) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return _get(port, "/")[0] == 200
+    except OSError:
+        return False
+
+
+def test_granian_counts_every_worker_and_starts_from_an_empty_directory(tmp_path: Path) -> None:
+    """`deploy/serve` with two Granian workers: the counts an earlier run left in the
+    directory are gone, and a scrape, whichever worker answers it, adds up both."""
+    directory = tmp_path / "prometheus"
+    database = f"sqlite:///{tmp_path / 'serve.db'}"
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "APP_ENV": "testing",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": database,
+        "INSTANCE_PATH": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "METRICS_TOKEN": TOKEN,
+        "HOST": "127.0.0.1",
+        "GRANIAN_WORKERS": "2",
+    }
+    directory.mkdir()
+    # An earlier run: 9 liveness probes counted in this directory.
+    subprocess.run(  # noqa: S603 (our own code)
+        [sys.executable, "-c", CHILD, database, "9"], cwd=ROOT, env=env, check=True, timeout=120
+    )
+    assert list(directory.glob("*.db"))
+    port = _free_port()
+    log = tmp_path / "granian.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(  # noqa: S603 (our own script)
+            [str(ROOT / "deploy" / "serve")],
+            cwd=ROOT,
+            env={**env, "PORT": str(port)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        eventually(lambda: server.poll() is not None or _answers(port), timeout=60)
+        assert server.poll() is None, log.read_text()
+        for _ in range(20):  # a connection each: both workers may take some
+            assert _get(port, "/health")[0] == 200
+        status, body = _get(port, "/metrics")
+        assert status == 401
+        assert "backoffice_" not in body
+        status, body = _get(port, "/metrics", TOKEN)
+        assert status == 200
+        samples = parse(body)
+        assert requests(samples, "GET", "/health", 200) == 20  # the earlier run's 9 are gone
+        assert value(samples, "backoffice_http_requests_in_flight") == 1
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

@@ -3,12 +3,15 @@
 **Multiprocess mode.** prometheus_client decides where values live once, when it is
 first imported: with `PROMETHEUS_MULTIPROC_DIR` in the environment, every process (each
 Granian worker, each Celery worker) keeps its values in memory-mapped files there, one
-per process and metric type, and a scrape, answered by whichever web worker gets it, adds
-the files up. The variable must therefore be set before Python starts, never from a
-setting: `deploy/serve`, the Makefile's `run` and the Dockerfile set it. The directory is
-emptied once per server start, before any worker exists (`deploy/serve`, or Gunicorn's
-`on_starting`): files of an earlier run's processes would otherwise be added in forever.
-Without the variable (`make dev`: one process) the process's own values are served.
+per process id and metric type, and a scrape, answered by whichever web worker gets it,
+adds the files up (and those of its subdirectories: processes of another container,
+whose ids may repeat ours, write there). The variable must therefore be set before
+Python starts, never from a setting: `deploy/serve`, the Procfile and the Dockerfile set
+it. Each directory is emptied once, by what starts the processes writing to it, before
+any exists (`deploy/serve` or Gunicorn's `on_starting` for the web server; the compose
+worker's command for its own subdirectory): files of an earlier run's processes would
+otherwise be added in forever. Without the variable (`make dev`: one process) the
+process's own values are served.
 
 **What is counted where.** Requests, in-flight requests, pool connections, failed
 logins, 429s and chat calls are counted by the process that sees them, as they happen,
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -261,12 +265,29 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_DIR_VARIABLE) or None
 
 
+class _FilesCollector(Collector):
+    """Every process's files added up: those in the directory (this server's workers, and
+    Celery workers of the same machine) and those one level below it, where processes
+    that do not share our process ids write (a worker container sharing the volume,
+    `PROMETHEUS_MULTIPROC_DIR=<dir>/worker`), so two processes never share a file."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+
+    def collect(self) -> Iterable[Metric]:
+        files = [*self._path.glob("*.db"), *self._path.glob("*/*.db")]
+        merged: Iterable[Metric] = MultiProcessCollector.merge(  # type: ignore[no-untyped-call]
+            [str(file) for file in files], accumulate=True
+        )
+        return merged
+
+
 def exposition(app: Flask) -> bytes:
     """The text a scrape gets: every process's values added up, then the readers'."""
     registry = CollectorRegistry()
     path = multiprocess_dir()
     if path is not None:
-        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        registry.register(_FilesCollector(path))
     else:
         registry.register(REGISTRY)  # this process's own values
     registry.register(_ReadersCollector(app))
