@@ -47,6 +47,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import ConnectionPoolEntry
 from werkzeug.exceptions import NotFound
 
 from backoffice.database import utcnow
@@ -148,6 +149,11 @@ def observe_llm_call(
 
 # --- requests -----------------------------------------------------------------------
 
+#: (method, route, status) -> that series' counter and histogram, so a request does not
+#: pay for `labels()` (string conversions, a lock) each time. As bounded as the labels
+#: themselves; two threads racing on a new key store the same objects, so no lock.
+_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
 
 def _start_request() -> None:
     g.metrics_started = time.perf_counter()
@@ -160,9 +166,12 @@ def _count_request(response: Response) -> Response:
         return response
     rule = request.url_rule
     method = request.method if request.method in _METHODS else "OTHER"
-    labels = (method, rule.rule if rule is not None else UNMATCHED_ROUTE, response.status_code)
-    REQUESTS.labels(*labels).inc()
-    REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+    key = (method, rule.rule if rule is not None else UNMATCHED_ROUTE, response.status_code)
+    series = _SERIES.get(key)
+    if series is None:
+        series = _SERIES[key] = (REQUESTS.labels(*key), REQUEST_SECONDS.labels(*key))
+    series[0].inc()
+    series[1].observe(time.perf_counter() - started)
     return response
 
 
@@ -174,16 +183,28 @@ def _end_request(_error: BaseException | None) -> None:
 
 
 def _watch_pool(engine: Engine) -> None:
-    """Keep this process's count of checked-out connections, read from the pool itself
-    at every checkout and checkin (so it cannot drift)."""
+    """Count this process's connections out of the pool: +1 at a checkout, -1 when that
+    connection comes back. The mark on the pool's entry (its `record_info`, kept even
+    when the connection is invalidated) makes a repeated checkout event, or a checkin of
+    a connection never counted, change nothing, so the count cannot drift."""
 
-    def update(*_: Any) -> None:
-        checked_out = getattr(engine.pool, "checkedout", None)
-        if checked_out is not None:
-            DB_CHECKED_OUT.set(checked_out())
+    def checked_out(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        marks = record.record_info
+        if marks is not None and not marks.get(_OUT):
+            marks[_OUT] = True
+            DB_CHECKED_OUT.inc()
 
-    event.listen(engine, "checkout", update)
-    event.listen(engine, "checkin", update)
+    def checked_in(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        marks = record.record_info
+        if marks is not None and marks.pop(_OUT, False):
+            DB_CHECKED_OUT.dec()
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "checkin", checked_in)
+
+
+#: The mark `_watch_pool` leaves on a pool entry whose connection it counted as out.
+_OUT = "backoffice.metrics.checked_out"
 
 
 # --- scrape-time readers --------------------------------------------------------------
