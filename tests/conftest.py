@@ -21,6 +21,7 @@ import uuid
 METRICS_DIR = tempfile.mkdtemp(prefix="backoffice-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import flask_migrate
@@ -133,17 +134,20 @@ def app(database_url: str, queue_settings: dict[str, str]) -> Iterator[APIFlask]
 
 
 @pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the Celery workers of `start_worker` write their output, one file each."""
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session")
 def start_worker(
-    app: APIFlask,
-    database_url: str,
-    queue_settings: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
+    app: APIFlask, database_url: str, queue_settings: dict[str, str], worker_logs: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start real Celery workers (the production worker plus the test-only kinds of work
     of `tests.testing_worker`) on the app's database and broker; every one started is
     stopped at the end of the session."""
     started: list[subprocess.Popen[bytes]] = []
-    logs = tmp_path_factory.mktemp("worker-logs")
+    logs = worker_logs
     env = {
         **os.environ,
         "APP_ENV": "testing",

@@ -68,7 +68,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = _rate_limit_storage_options(app.config)
 
-    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
+    tracing_on = bool(app.config["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"], trace_ids=tracing_on)
     if app.config["PROXY_FIX_X_FOR"] or app.config["PROXY_FIX_X_PROTO"]:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app,
@@ -82,6 +83,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_pragmas)
         watch_database(app, db.engine)
+        if tracing_on:
+            _init_tracing(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_item=render_item, compare_type=True)
     jwt.init_app(app)
     limiter.init_app(app)
@@ -99,6 +102,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     celery_init_app(app)
     register_commands(app)
     return app
+
+
+def _init_tracing(app: APIFlask) -> None:
+    # Imported only when OTEL_EXPORTER_OTLP_ENDPOINT is set: otherwise nothing of
+    # OpenTelemetry is loaded, and requests pay nothing for it.
+    from backoffice import tracing
+
+    tracing.init_tracing(app, db.engine)
 
 
 def _register_blueprints(app: APIFlask) -> None:

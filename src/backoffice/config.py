@@ -71,6 +71,15 @@ def _llm_base_url(value: str) -> str:
     return url
 
 
+def _otlp_endpoint(value: str) -> str:
+    url = value.strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL, not {value!r}"
+        )
+    return url
+
+
 def _hosts(value: str) -> list[str] | None:
     """Comma-separated host names (`.example.com` takes every subdomain); `*` for any."""
     if value.strip() == "*":
@@ -123,6 +132,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LLM_CONNECT_TIMEOUT": ("LLM_CONNECT_TIMEOUT", float),
     "CHAT_RATE_LIMIT": ("CHAT_RATE_LIMIT", str),
     "METRICS_TOKEN": ("METRICS_TOKEN", str.strip),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("OTEL_EXPORTER_OTLP_ENDPOINT", _otlp_endpoint),
 }
 
 
@@ -206,6 +216,8 @@ class Config:
     # Metrics (metrics.py)
     #: The bearer token `GET /metrics` wants; "" leaves the endpoint off (404).
     METRICS_TOKEN = ""
+    #: An OTLP/HTTP collector's root (spans go to {it}/v1/traces); "" leaves tracing off.
+    OTEL_EXPORTER_OTLP_ENDPOINT = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:

@@ -168,7 +168,7 @@ def send(queue: WorkQueue, row_id: uuid.UUID) -> bool:
     broker does not answer: the relay sends it later."""
     celery_app: Celery = current_app.extensions["celery"]
     try:
-        celery_app.send_task(queue.task_name, args=[str(row_id)])
+        celery_app.send_task(queue.task_name, args=[str(row_id)], headers=_log_context())
     except (KombuError, OSError) as error:
         log.warning("enqueue_failed", queue=queue.name, id=str(row_id), error=type(error).__name__)
         return False
@@ -176,6 +176,19 @@ def send(queue: WorkQueue, row_id: uuid.UUID) -> bool:
     db.session.execute(update(table).where(table.c.id == row_id).values(enqueued_at=utcnow()))
     db.session.commit()
     return True
+
+
+#: The message header that carries the id of the request that queued the work, so the
+#: run's log lines carry it too (see `queue.FlaskTask`).
+REQUEST_ID_HEADER = "request_id"
+
+
+def _log_context() -> dict[str, str]:
+    """What the run's log lines should share with this one's: the request id, if any (the
+    relay's sends have none). Trace context travels on its own (OpenTelemetry's Celery
+    instrumentation), when tracing is on."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return {REQUEST_ID_HEADER: request_id} if request_id else {}
 
 
 def send_after_commit(queue: WorkQueue, row_id: uuid.UUID) -> None:
@@ -279,7 +292,16 @@ def process(queue_name: str, row_id: uuid.UUID) -> bool:
         outcome_name = "retrying" if retry else str(queue.failed)
         metrics.observe_work_run(queue.name, outcome_name, time.perf_counter() - started)
         return retry
-    metrics.observe_work_run(queue.name, str(outcome.status), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    metrics.observe_work_run(queue.name, str(outcome.status), seconds)
+    log.info(
+        "work_done",
+        queue=queue.name,
+        id=str(row_id),
+        attempt=attempt.number,
+        status=str(outcome.status),
+        duration_ms=round(seconds * 1000, 2),
+    )
     record(
         queue,
         row_id,
