@@ -16,8 +16,9 @@ import uuid
 
 # Multiprocess metrics, as in production (see backoffice.metrics): prometheus_client reads
 # this when first imported, which importing backoffice does, so it is set before that. A
-# directory of this test process's own, shared with the servers and Celery workers its
-# tests start (they inherit the environment), never with another xdist worker.
+# directory of this test process's own, shared with the Celery workers and scripts its
+# tests start (they inherit the environment), never with another xdist worker. A test
+# that starts `deploy/serve` gives it a directory of its own: the script empties it.
 METRICS_DIR = tempfile.mkdtemp(prefix="backoffice-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 from collections.abc import Callable, Iterator
