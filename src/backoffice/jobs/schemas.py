@@ -11,8 +11,9 @@ from backoffice.schemas import InputModel, OutputModel, Timestamp
 
 
 class TextAnalysisInput(InputModel):
-    #: Bounded by the request body limit (MAX_CONTENT_LENGTH), not by a field length.
-    text: Annotated[StrictStr, Field(min_length=1)]
+    #: Bounded by the request body limit (MAX_CONTENT_LENGTH), not by a field length. Any
+    #: text but U+0000 (refused by InputModel); the pattern tells the document so.
+    text: Annotated[StrictStr, Field(min_length=1, json_schema_extra={"pattern": "^[^\\x00]*$"})]
 
 
 class InventoryReportInput(InputModel):
