@@ -15,9 +15,10 @@ process's own values are served.
 
 **What is counted where.** Requests, in-flight requests, pool connections, failed
 logins, 429s and chat calls are counted by the process that sees them, as they happen,
-and must stay cheap: the request hooks do two label lookups and three writes. Jobs and
-webhook events are read from the database at scrape time, one grouped query per queue,
-by *readers*: `add_reader(app, name, reader)` is the hook for more scrape-time values.
+and must stay cheap (the read path is benchmarked): per request, a middleware and one
+`after_request` hook, one context lookup, a cached series, four writes. Jobs and webhook
+events are read from the database at scrape time, one grouped query per queue, by
+*readers*: `add_reader(app, name, reader)` is the hook for more scrape-time values.
 """
 
 from __future__ import annotations
