@@ -6,12 +6,13 @@ COPY --from=ghcr.io/astral-sh/uv:0.13 /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra otel --no-install-project
 COPY src ./src
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --extra otel
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 backoffice
+RUN useradd --create-home --uid 10001 backoffice \
+    && mkdir -p /app/prometheus && chown backoffice /app/prometheus
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY src ./src
@@ -19,7 +20,8 @@ COPY migrations ./migrations
 COPY deploy ./deploy
 COPY .flaskenv ./
 ENV PATH="/app/.venv/bin:$PATH" APP_ENV=production HOST=0.0.0.0 PORT=5000 \
-    INSTANCE_PATH=/app/instance PYTHONUNBUFFERED=1
+    INSTANCE_PATH=/app/instance PYTHONUNBUFFERED=1 \
+    PROMETHEUS_MULTIPROC_DIR=/app/prometheus
 USER backoffice
 EXPOSE 5000
 # compose's nginx waits for this (depends_on: condition: service_healthy); the start

@@ -8,10 +8,21 @@ the run: it is never skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
+
+# Multiprocess metrics, as in production (see backoffice.metrics): prometheus_client reads
+# this when first imported, which importing backoffice does, so it is set before that. A
+# directory of this test process's own, shared with the Celery workers and scripts its
+# tests start (they inherit the environment), never with another xdist worker. A test
+# that starts `deploy/serve` gives it a directory of its own: the script empties it.
+METRICS_DIR = tempfile.mkdtemp(prefix="backoffice-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import flask_migrate
@@ -46,6 +57,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def settings(**overrides: str) -> dict[str, Any]:
     """TestingConfig as the environment would produce it, plus `overrides`."""
     return TestingConfig.from_env({"SECRET_KEY": TEST_SECRET_KEY, **overrides})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _metrics_dir() -> Iterator[str]:
+    """The multiprocess metrics directory, removed when the session ends."""
+    yield METRICS_DIR
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -119,17 +137,20 @@ def app(database_url: str, queue_settings: dict[str, str]) -> Iterator[APIFlask]
 
 
 @pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the Celery workers of `start_worker` write their output, one file each."""
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session")
 def start_worker(
-    app: APIFlask,
-    database_url: str,
-    queue_settings: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
+    app: APIFlask, database_url: str, queue_settings: dict[str, str], worker_logs: Path
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start real Celery workers (the production worker plus the test-only kinds of work
     of `tests.testing_worker`) on the app's database and broker; every one started is
     stopped at the end of the session."""
     started: list[subprocess.Popen[bytes]] = []
-    logs = tmp_path_factory.mktemp("worker-logs")
+    logs = worker_logs
     env = {
         **os.environ,
         "APP_ENV": "testing",

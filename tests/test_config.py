@@ -68,6 +68,24 @@ def test_production_with_real_settings_loads():
     assert settings["TRUSTED_HOSTS"] == [".internal.example", "api.example.com"]
 
 
+def test_production_refuses_a_short_metrics_token():
+    production = {
+        "APP_ENV": "production",
+        "SECRET_KEY": STRONG_SECRET,
+        "DATABASE_URL": PG,
+        "TRUSTED_HOSTS": "api.example.com",
+    }
+    with pytest.raises(ConfigError, match="METRICS_TOKEN"):
+        load_settings({**production, "METRICS_TOKEN": "short"})
+    assert load_settings({**production, "METRICS_TOKEN": "t" * 32})["METRICS_TOKEN"] == "t" * 32
+    assert load_settings(production)["METRICS_TOKEN"] == ""  # off
+
+
+def test_otlp_endpoint_loses_its_trailing_slash():
+    endpoint = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"})
+    assert endpoint["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
+
+
 def test_trusted_hosts_default_to_this_machine_and_star_trusts_any():
     assert load_settings({})["TRUSTED_HOSTS"] == ["localhost", "127.0.0.1"]
     assert load_settings({"TRUSTED_HOSTS": "*"})["TRUSTED_HOSTS"] is None
@@ -95,6 +113,7 @@ def test_database_urls_use_psycopg_3(given, expected):
         {"LOG_JSON": "maybe"},
         {"MAX_CONTENT_LENGTH": "0"},
         {"MAX_CONTENT_LENGTH": "lots"},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"},
     ],
 )
 def test_nonsense_settings_are_refused(environ):

@@ -12,6 +12,7 @@ from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from backoffice import metrics, work
 from backoffice.auth import routes as auth
 from backoffice.auth.revocations import init_revocations
 from backoffice.auth.service import init_tokens
@@ -70,7 +71,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = _rate_limit_storage_options(app.config)
 
-    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
+    tracing_on = bool(app.config["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"], trace_ids=tracing_on)
     _trust_proxies(app)
 
     db.init_app(app)
@@ -79,6 +81,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_pragmas)
         watch_database(app, db.engine)
+        if tracing_on:
+            _init_tracing(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_item=render_item, compare_type=True)
     jwt.init_app(app)
     limiter.init_app(app)
@@ -88,6 +92,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     init_tokens(app)
     init_chat_gateway(app)
     init_request_logging(app)
+    metrics.init_app(app)
     init_conventions(app)
     init_browsers(app)
     init_openapi(app)
@@ -116,6 +121,14 @@ def _trust_proxies(app: Flask) -> None:
         )
 
 
+def _init_tracing(app: APIFlask) -> None:
+    # Imported only when OTEL_EXPORTER_OTLP_ENDPOINT is set: otherwise nothing of
+    # OpenTelemetry is loaded, and requests pay nothing for it.
+    from backoffice import tracing
+
+    tracing.init_tracing(app, db.engine)
+
+
 def _register_blueprints(app: APIFlask) -> None:
     prefix = app.config["API_PREFIX"]
     app.register_blueprint(health.bp)
@@ -135,7 +148,8 @@ def _register_blueprints(app: APIFlask) -> None:
 def _wire_registries(app: APIFlask) -> None:
     """What each kind of background work does, in one table the web process and the
     worker share: a job type without a runner fails here, an event type without a
-    handler ends `ignored`. And who holds items (open orders), asked before a delete."""
+    handler ends `ignored`. Who holds items (open orders), asked before a delete. And
+    what `/metrics` reads from the database at scrape time."""
     jobs_service.init_runners(
         app,
         {
@@ -145,6 +159,7 @@ def _wire_registries(app: APIFlask) -> None:
     )
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})
     items_service.init_holders(app, [orders_service.open_orders_holding])
+    metrics.add_reader(app, "work_queues", work.queue_metrics)
 
 
 def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -81,6 +81,15 @@ def _llm_base_url(value: str) -> str:
     return url
 
 
+def _otlp_endpoint(value: str) -> str:
+    url = value.strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL, not {value!r}"
+        )
+    return url
+
+
 def _hosts(value: str) -> list[str] | None:
     """Comma-separated host names (`.example.com` takes every subdomain); `*` for any."""
     if value.strip() == "*":
@@ -204,6 +213,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LLM_TIMEOUT": ("LLM_TIMEOUT", float),
     "LLM_CONNECT_TIMEOUT": ("LLM_CONNECT_TIMEOUT", float),
     "CHAT_RATE_LIMIT": ("CHAT_RATE_LIMIT", str),
+    "METRICS_TOKEN": ("METRICS_TOKEN", str.strip),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("OTEL_EXPORTER_OTLP_ENDPOINT", _otlp_endpoint),
 }
 
 
@@ -308,6 +319,12 @@ class Config:
     LLM_CONNECT_TIMEOUT = 5.0
     #: Chat calls allowed per user (Flask-Limiter notation), in RATELIMIT_STORAGE_URI.
     CHAT_RATE_LIMIT = "20 per minute"
+
+    # Metrics (metrics.py)
+    #: The bearer token `GET /metrics` wants; "" leaves the endpoint off (404).
+    METRICS_TOKEN = ""
+    #: An OTLP/HTTP collector's root (spans go to {it}/v1/traces); "" leaves tracing off.
+    OTEL_EXPORTER_OTLP_ENDPOINT = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -437,6 +454,11 @@ class ProductionConfig(Config):
             )
         if not settings["SQLALCHEMY_DATABASE_URI"]:
             raise ConfigError("production needs DATABASE_URL")
+        if settings["METRICS_TOKEN"] and len(settings["METRICS_TOKEN"]) < 32:
+            raise ConfigError(
+                "METRICS_TOKEN must be a random value of 32 characters or more "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
         if not settings["TRUSTED_HOSTS"]:
             raise ConfigError(
                 "production needs TRUSTED_HOSTS: the host names clients reach the API by, "

@@ -20,14 +20,21 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 log = structlog.get_logger("backoffice.request")
 
 
-def configure_logging(level: str, json_lines: bool) -> None:
+def configure_logging(level: str, json_lines: bool, trace_ids: bool = False) -> None:
     """Configure structlog for JSON lines or a console, once per process.
 
     Logging is process-wide: the first app created in a process sets it up, and later
-    apps (tests build several) share it, so loggers can be cached on first use.
+    apps (tests build several) share it, so loggers can be cached on first use. With
+    `trace_ids` (tracing is on) every line carries the current span's ids.
     """
     if structlog.is_configured():
         return
+    tracing: list[structlog.typing.Processor] = []
+    if trace_ids:
+        # Imported only when tracing is on: otherwise nothing loads OpenTelemetry.
+        from backoffice.tracing import add_trace_ids
+
+        tracing.append(add_trace_ids)
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level)
     renderer: structlog.typing.Processor
     if json_lines:
@@ -39,6 +46,7 @@ def configure_logging(level: str, json_lines: bool) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            *tracing,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             # Tracebacks without frame locals: a local may hold a password or a token.

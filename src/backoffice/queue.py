@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
+from structlog.contextvars import bound_contextvars
 
 from backoffice import work
 
@@ -24,7 +25,7 @@ def broker_url(app: Flask) -> str:
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):  # type: ignore[misc]
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            with app.app_context():
+            with app.app_context(), bound_contextvars(**_log_context(self.request)):
                 return self.run(*args, **kwargs)
 
     # Redis redelivers an unacknowledged message after this: no sooner than any lease.
@@ -54,6 +55,16 @@ def celery_init_app(app: Flask) -> Celery:
     work.define_tasks(celery_app, app)
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+def _log_context(request: Any) -> dict[str, str]:
+    """What every log line of a run carries: its task id, and the id of the request that
+    queued it (a message header, `work.REQUEST_ID_HEADER`), when one did."""
+    context = {"task_id": str(request.id)}
+    request_id = request.get(work.REQUEST_ID_HEADER)
+    if isinstance(request_id, str):
+        context["request_id"] = request_id
+    return context
 
 
 def celery_for(app: Flask) -> Celery:

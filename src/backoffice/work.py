@@ -22,8 +22,9 @@ setting that holds its lease) and registers what performing one row means in
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,12 +33,14 @@ import structlog
 from celery import Celery, Task
 from flask import Flask, current_app
 from kombu.exceptions import KombuError
-from sqlalchemy import Row, Table, and_, or_, select, update
+from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy import Row, Table, and_, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import String
 
+from backoffice import metrics
 from backoffice.database import autocommit, utcnow
 from backoffice.extensions import db
 from backoffice.transactions import after_commit, one_transaction
@@ -165,7 +168,7 @@ def send(queue: WorkQueue, row_id: uuid.UUID) -> bool:
     broker does not answer: the relay sends it later."""
     celery_app: Celery = current_app.extensions["celery"]
     try:
-        celery_app.send_task(queue.task_name, args=[str(row_id)])
+        celery_app.send_task(queue.task_name, args=[str(row_id)], headers=_log_context())
     except (KombuError, OSError) as error:
         log.warning("enqueue_failed", queue=queue.name, id=str(row_id), error=type(error).__name__)
         return False
@@ -173,6 +176,19 @@ def send(queue: WorkQueue, row_id: uuid.UUID) -> bool:
     db.session.execute(update(table).where(table.c.id == row_id).values(enqueued_at=utcnow()))
     db.session.commit()
     return True
+
+
+#: The message header that carries the id of the request that queued the work, so the
+#: run's log lines carry it too (see `queue.FlaskTask`).
+REQUEST_ID_HEADER = "request_id"
+
+
+def _log_context() -> dict[str, str]:
+    """What the run's log lines should share with this one's: the request id, if any (the
+    relay's sends have none). Trace context travels on its own (OpenTelemetry's Celery
+    instrumentation), when tracing is on."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return {REQUEST_ID_HEADER: request_id} if request_id else {}
 
 
 def send_after_commit(queue: WorkQueue, row_id: uuid.UUID) -> None:
@@ -263,14 +279,29 @@ def process(queue_name: str, row_id: uuid.UUID) -> bool:
     attempt = claim(queue, row_id)
     if attempt is None:
         return False
+    started = time.perf_counter()
     try:
         with one_transaction():
             outcome = perform(attempt)
     except LeaseLost:
         log.warning("lease_lost", queue=queue.name, id=str(row_id), attempt=attempt.number)
+        metrics.observe_work_run(queue.name, "lease_lost", time.perf_counter() - started)
         return False
     except Exception as error:
-        return _failed(attempt, error)
+        retry = _failed(attempt, error)
+        outcome_name = "retrying" if retry else str(queue.failed)
+        metrics.observe_work_run(queue.name, outcome_name, time.perf_counter() - started)
+        return retry
+    seconds = time.perf_counter() - started
+    metrics.observe_work_run(queue.name, str(outcome.status), seconds)
+    log.info(
+        "work_done",
+        queue=queue.name,
+        id=str(row_id),
+        attempt=attempt.number,
+        status=str(outcome.status),
+        duration_ms=round(seconds * 1000, 2),
+    )
     record(
         queue,
         row_id,
@@ -310,6 +341,38 @@ def _failed(attempt: Attempt, error: Exception) -> bool:
         **{queue.error_column: str(error)[:1000] if rejected else queue.error_text(error)},
     )
     return retry
+
+
+def queue_metrics(now: datetime) -> Iterator[Metric]:
+    """A scrape-time reader (`metrics.add_reader`): every registered queue's rows by
+    status, and how long its oldest waiting row has waited (since it was last sent to the
+    broker, or since it was accepted if it never was). One grouped query per queue."""
+    rows = GaugeMetricFamily(
+        "backoffice_work_queue_rows", "Rows of a work queue by status.", labels=["queue", "status"]
+    )
+    ages = GaugeMetricFamily(
+        "backoffice_work_queue_oldest_waiting_seconds",
+        "How long the oldest waiting row of a queue has waited (0: none waits).",
+        labels=["queue"],
+    )
+    for entry in registered(current_app).values():
+        queue, table = entry.queue, entry.queue.table
+        counts: dict[str, int] = dict.fromkeys(map(str, (queue.waiting, queue.running)), 0)
+        counts[str(queue.failed)] = 0
+        oldest: datetime | None = None
+        waiting_since = func.min(func.coalesce(table.c.enqueued_at, table.c.created_at))
+        grouped = select(table.c.status, func.count(), waiting_since).group_by(table.c.status)
+        for status, count, since in db.session.execute(grouped):
+            counts[str(status)] = count
+            if status == queue.waiting:
+                oldest = since
+        for status, count in counts.items():
+            rows.add_metric([queue.name, status], count)
+        age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+        ages.add_metric([queue.name], age)
+    db.session.rollback()
+    yield rows
+    yield ages
 
 
 def _lookup(queue_name: str) -> tuple[WorkQueue, Perform]:

@@ -11,16 +11,22 @@ Besides running tasks, every worker runs two periodic threads:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import (
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice import housekeeping, work
+from backoffice import housekeeping, metrics, work
 from backoffice.queue import celery_for
 from backoffice.startup import app_from_environment
 
@@ -74,5 +80,13 @@ def _stop_periodic(**_: Any) -> None:
     _stopping.set()
 
 
+def _forget_live_gauges(**_: Any) -> None:
+    """A worker process that ends takes its live gauges (checked-out connections) out of
+    the sums; its counters stay. The pool's child processes and the main one alike."""
+    metrics.process_ended(os.getpid())
+
+
 worker_ready.connect(_start_periodic, weak=False)
 worker_shutting_down.connect(_stop_periodic, weak=False)
+worker_process_shutdown.connect(_forget_live_gauges, weak=False)
+worker_shutdown.connect(_forget_live_gauges, weak=False)

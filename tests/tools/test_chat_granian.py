@@ -47,6 +47,8 @@ def granian(app, database_url, upstream, tmp_path_factory) -> Iterator[tuple[int
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         "INSTANCE_PATH": str(tmp_path),
+        # deploy/serve empties its metrics directory: never this test process's.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
         "LLM_BASE_URL": upstream.url,
         "LLM_MODEL": MODEL,
         "LLM_API_KEY": LLM_KEY,

@@ -27,6 +27,7 @@ from flask import current_app
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse
 
+from backoffice import metrics
 from backoffice.errors import Conflict, TooManyRequests, Unauthorized
 from backoffice.extensions import limiter
 from backoffice.users.service import WrongPassword
@@ -46,6 +47,8 @@ class AttemptLimit:
     success_counts: bool
     #: What a client past the limit is told (the wait is appended).
     refusal: str
+    #: Called with each outcome that keeps its place (to count it).
+    on_counted: Callable[[BaseException], None] | None = None
 
     def item(self) -> RateLimitItem:
         return parse(str(current_app.config[self.setting]))
@@ -61,13 +64,16 @@ class AttemptLimit:
         key = item.key_for(self.name, client, str(window))
         if limiter.storage.incr(key, seconds) > item.amount:
             limiter.storage.incr(key, seconds, amount=-1)  # a refusal is not an attempt
+            metrics.count_rate_limited(self.name)
             wait = max(1, math.ceil((window + 1) * seconds - now))
             raise TooManyRequests(
                 f"{self.refusal} Try again in {wait} seconds.", headers={"Retry-After": str(wait)}
             )
         try:
             yield
-        except self.counted_errors:
+        except self.counted_errors as error:
+            if self.on_counted is not None:
+                self.on_counted(error)
             raise
         except BaseException:
             limiter.storage.incr(key, seconds, amount=-1)
@@ -106,6 +112,7 @@ PASSWORD_GUESSES = AttemptLimit(
     counted_errors=(Unauthorized, WrongPassword),
     success_counts=False,
     refusal="Too many failed password attempts from your address.",
+    on_counted=lambda _: metrics.count_login_failure(),
 )
 #: Sign-ups per client IP: a user created, or an email found taken (409), keeps its place.
 SIGN_UPS = AttemptLimit(

@@ -29,6 +29,7 @@ import structlog
 from flask import Flask, current_app
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 
+from backoffice import metrics
 from backoffice.errors import APIError, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
@@ -187,6 +188,7 @@ class _CallLog:
     upstream_status: int | None = None
     outcome: str = "completed"
     reason: str | None = None
+    usage: TokenUsage | None = None
 
 
 class ChatGateway:
@@ -258,9 +260,8 @@ class ChatGateway:
             finally:
                 response.close()
             completion = _parse(_Completion, body)
-            return Completion(
-                completion.choices[0].message.content, TokenUsage.of(completion.usage)
-            )
+            call.usage = TokenUsage.of(completion.usage)
+            return Completion(completion.choices[0].message.content, call.usage)
 
     def open_stream(self, messages: list[Message]) -> Generator[StreamPart, None, None]:
         """Send a streamed request and wait for the status line; then read the deltas as
@@ -292,7 +293,8 @@ class ChatGateway:
                     )
             finally:
                 response.close()
-            yield TokenUsage.of(usage)
+            call.usage = TokenUsage.of(usage)
+            yield call.usage
 
     def _send(self, messages: list[Message], call: _CallLog, *, stream: bool) -> httpx.Response:
         if not self.configured:
@@ -363,13 +365,18 @@ class ChatGateway:
                 self._log(call)
 
     def _log(self, call: _CallLog) -> None:
+        seconds = time.perf_counter() - call.started
+        usage = call.usage or TokenUsage()
+        metrics.observe_llm_call(
+            call.outcome, call.stream, seconds, usage.prompt_tokens, usage.completion_tokens
+        )
         level = log.info if call.outcome in {"completed", "cancelled"} else log.warning
         level(
             "llm_call",
             model=self.model,
             stream=call.stream,
             upstream_status=call.upstream_status,
-            latency_ms=round((time.perf_counter() - call.started) * 1000, 2),
+            latency_ms=round(seconds * 1000, 2),
             attempts=call.attempts,
             outcome=call.outcome,
             reason=call.reason,

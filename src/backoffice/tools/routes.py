@@ -6,7 +6,9 @@ from typing import Any
 
 from apiflask import APIBlueprint
 from flask import current_app
+from flask_limiter import RequestLimit
 
+from backoffice import metrics
 from backoffice.auth.guards import authenticated, current_principal
 from backoffice.extensions import limiter
 from backoffice.openapi import problem_responses
@@ -59,6 +61,10 @@ def _chat_limit() -> str:
     return str(current_app.config["CHAT_RATE_LIMIT"])
 
 
+def _count_breach(_limit: RequestLimit) -> None:
+    metrics.count_rate_limited("chat")
+
+
 def _caller() -> str:
     """Chat calls are counted per user, whatever credential they came with."""
     return f"user:{current_principal().user_id}"
@@ -86,7 +92,7 @@ def divide(query: DivideQuery) -> Any:
 
 @bp.post("/chat")
 @bp.auth_required(authenticated, roles=["tools"])
-@limiter.limit(_chat_limit, key_func=_caller)
+@limiter.limit(_chat_limit, key_func=_caller, on_breach=_count_breach)
 @bp.input(ChatIn, arg_name="chat")
 @bp.output(ChatOut)
 @bp.doc(responses=CHAT_RESPONSES)
