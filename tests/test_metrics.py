@@ -29,7 +29,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from backoffice import create_app, metrics
+from backoffice import create_app, housekeeping, metrics
 from backoffice.database import utcnow
 from backoffice.extensions import db
 from backoffice.jobs import service as jobs_service
@@ -260,6 +260,36 @@ def test_work_queues_are_read_from_the_database_at_scrape_time(
     assert 600 <= age < 660
     assert value(samples, "backoffice_work_queue_oldest_waiting_seconds", queue="webhooks") == 0
     assert value(samples, "backoffice_metrics_reader_up", reader="work_queues") == 1
+
+
+def test_retention_shows_what_is_overdue_and_counts_what_it_deletes(
+    metrics_app: APIFlask, scrape: Callable[[], Samples]
+) -> None:
+    with metrics_app.app_context():
+        user = users.create_user(
+            "Old", f"old-{uuid.uuid4().hex}@example.com", PASSWORD, Role.MEMBER
+        )
+        job = jobs_service.create_job(user.id, "text-analysis", {"text": "long ago"})
+        finished = utcnow() - timedelta(days=metrics_app.config["JOB_RETENTION_DAYS"], hours=2)
+        db.session.execute(
+            update(Job).where(Job.id == job.id).values(status="succeeded", finished_at=finished)
+        )
+        db.session.commit()
+    before = scrape()
+    overdue = value(before, "backoffice_retention_overdue_seconds", table="jobs")
+    assert 2 * 3600 <= overdue < 2 * 3600 + 60  # due two hours ago: nothing pruned it
+    assert value(before, "backoffice_metrics_reader_up", reader="retention") == 1
+
+    with metrics_app.app_context():
+        deleted = housekeeping.prune()
+    assert deleted is not None
+    assert deleted["jobs"] >= 1
+    after = scrape()
+    assert (
+        grew(before, after, "backoffice_retention_deleted_rows_total", table="jobs")
+        == (deleted["jobs"])
+    )
+    assert ("backoffice_retention_overdue_seconds", (("table", "jobs"),)) not in after
 
 
 def test_a_job_run_by_a_celery_worker_is_counted_here(

@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from backoffice import metrics, work
+from backoffice import housekeeping, metrics, work
 from backoffice.auth import routes as auth
 from backoffice.auth.revocations import init_revocations
 from backoffice.auth.service import init_tokens
@@ -160,6 +160,9 @@ def _wire_registries(app: APIFlask) -> None:
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})
     items_service.init_holders(app, [orders_service.open_orders_holding])
     metrics.add_reader(app, "work_queues", work.queue_metrics)
+    metrics.add_reader(
+        app, "retention", lambda now: [metrics.retention_overdue(housekeeping.overdue_ages(now))]
+    )
 
 
 def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
+from backoffice import metrics
 from backoffice.auth.models import RevokedToken
 from backoffice.database import autocommit, utcnow
 from backoffice.extensions import db
@@ -195,7 +196,9 @@ def prune(now: datetime | None = None, *, batch_size: int | None = None) -> dict
     with _alone(db.engine) as alone:
         if not alone:
             return None
-        return delete_expired(now, batch_size=batch_size)
+        deleted = delete_expired(now, batch_size=batch_size)
+    metrics.count_pruned(deleted)
+    return deleted
 
 
 def count_expired(now: datetime | None = None) -> dict[str, int]:

@@ -124,6 +124,29 @@ LLM_TOKENS = Counter(
 )
 
 
+RETENTION_DELETED = Counter(
+    "backoffice_retention_deleted_rows_total",
+    "Rows deleted by retention (a worker's housekeeping or `flask prune`), by table.",
+    ["table"],
+)
+
+
+def count_pruned(deleted: Mapping[str, int]) -> None:
+    for table, rows in deleted.items():
+        RETENTION_DELETED.labels(table).inc(rows)
+
+
+def retention_overdue(ages: Mapping[str, float | None]) -> GaugeMetricFamily:
+    """`housekeeping.overdue_ages` as a gauge: a stuck pruner shows as a growing age."""
+    return gauge(
+        "backoffice_retention_overdue_seconds",
+        "Per table, how long the row retention should have deleted longest ago has been due "
+        "(absent: none is due). Grows while pruning is stuck.",
+        "table",
+        ages,
+    )
+
+
 def count_login_failure() -> None:
     LOGIN_FAILURES.inc()
 
