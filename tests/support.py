@@ -9,6 +9,7 @@ import http.client
 import os
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -85,11 +86,14 @@ def healthy(port: int) -> bool:
 def process_environment(**settings: str) -> dict[str, str]:
     """An environment for one of our processes: this machine's PATH (with this
     interpreter's scripts first) and HOME, and `settings`; none of the app's variables
-    the test run itself may have."""
+    the test run itself may have. Its metrics directory is a fresh one of its own:
+    `deploy/serve` empties the directory it is given, which must never be this test
+    process's (its counters would vanish from its own scrapes)."""
     scripts = str(Path(sys.executable).parent)
     return {
         "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")]),
         "HOME": os.environ.get("HOME", "/"),
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="backoffice-metrics-"),
         **settings,
     }
 

@@ -98,6 +98,8 @@ def api_port(
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": f"sqla+sqlite:///{home / 'broker.db'}",
         "INSTANCE_PATH": str(home),
+        # Its own: deploy/serve empties the directory, which must not be this process's.
+        "PROMETHEUS_MULTIPROC_DIR": str(home / "prometheus"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "GRANIAN_WORKERS": "1",
