@@ -284,8 +284,15 @@ def test_a_pruned_idempotency_key_is_a_fresh_key_again(app, client, in_db):
     assert in_db(lambda: count_rows(IdempotencyRecord)) == 1
 
 
-def test_a_job_deleted_by_retention_is_404(app, client):
-    accepted = client.post("/api/jobs", json={"type": "inventory-report"}).json
+def test_a_job_deleted_by_retention_is_404(app, client, make_app, database_url, tmp_path):
+    # Started through a broker no worker reads: a worker left running by another test
+    # must not finish the job before this one cancels it.
+    unread = make_app(
+        DATABASE_URL=database_url, CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'unread.db'}"
+    )
+    starter = unread.test_client()
+    starter.environ_base["HTTP_AUTHORIZATION"] = client.environ_base["HTTP_AUTHORIZATION"]
+    accepted = starter.post("/api/jobs", json={"type": "inventory-report"}).json
     url = f"/api/jobs/{accepted['id']}"
     assert client.delete(url).status_code == 204  # cancelled: finished now
     assert client.get(url).json["status"] == "cancelled"
