@@ -50,7 +50,7 @@ from sqlalchemy.engine import URL
 log = structlog.get_logger(__name__)
 
 CHANNEL = "backoffice_auth"
-#: How the listener's connection is named in `pg_stat_activity`.
+#: How the listener's connection is named in `pg_stat_activity` (with its process id).
 APPLICATION_NAME = "backoffice-auth-listener"
 #: How often the listener proves its connection alive (a `SELECT 1`).
 HEARTBEAT_SECONDS = 1.0
@@ -313,7 +313,7 @@ class Listener:
                     self.conninfo,
                     autocommit=True,
                     connect_timeout=5,
-                    application_name=APPLICATION_NAME,
+                    application_name=f"{APPLICATION_NAME} pid={os.getpid()}",
                 ) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
                     self.backend_pid = connection.info.backend_pid
