@@ -117,6 +117,8 @@ def one_connection_per_worker(port: int, database, token: dict[str, str]) -> lis
     deadline = time.monotonic() + 60
     while len(found) < 2:
         assert time.monotonic() < deadline, "the server's two workers were not both reached"
+        for known in found:  # kept busy: Granian closes a connection idle for 10 s
+            assert known.send("GET", "/health", {})[0] == 200
         connection = Connection(port)
         before = server_listeners(database)
         assert connection.send("GET", DIVIDE, token)[0] == 200

@@ -314,6 +314,12 @@ class Listener:
                     autocommit=True,
                     connect_timeout=5,
                     application_name=f"{APPLICATION_NAME} pid={os.getpid()}",
+                    # A peer gone without a word is found out in seconds, not hours (the
+                    # cache is bypassed meanwhile: STALE_AFTER_SECONDS).
+                    keepalives=1,
+                    keepalives_idle=5,
+                    keepalives_interval=2,
+                    keepalives_count=3,
                 ) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
                     self.backend_pid = connection.info.backend_pid
@@ -322,9 +328,14 @@ class Listener:
                         log.info("auth_cache_listening", failures=failures)
                     failures = 0
                     self._listen(connection)
-            except psycopg.Error as error:
+            except Exception as error:
+                # Expected: psycopg.Error (the server restarted, the connection was lost).
+                # Anything else is a bug, logged with its traceback; either way the cache
+                # is bypassed until a new connection listens.
                 self.states.lost()
-                if not failures:
+                if not isinstance(error, psycopg.Error):
+                    log.exception("auth_cache_listener_failed")
+                elif not failures:
                     log.warning("auth_cache_listener_lost", error=type(error).__name__)
                 failures += 1
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS)) - 1]
