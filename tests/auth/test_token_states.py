@@ -346,3 +346,32 @@ def test_the_cache_is_bounded_and_forgets_its_indexes_with_its_entries():
     assert not states.store_token(stale, (users[2], "jti-2", "family:2", 0), "member")
     states.lost()
     assert states.epoch() is None
+
+
+@on_postgresql_only
+def test_the_cache_is_not_used_while_a_trigger_is_disabled(
+    make_app, database_url, database, member
+):
+    """A database that would not announce every change (not migrated, or a trigger turned
+    off by hand): the listener does not vouch for the cache, every request asks."""
+    app = make_app(DATABASE_URL=database_url)
+    states = listening(app)
+    client = app.test_client()
+    token = bearer(login(client, member)["access_token"])
+    assert client.get(DIVIDE, headers=token).status_code == 200
+    with database.connect() as psql:
+        psql.execute(text("ALTER TABLE users DISABLE TRIGGER backoffice_auth_user_updated"))
+        try:
+            eventually(lambda: not states.connected, timeout=10, interval=0.01)
+            assert len(states) == 0
+            with statements(app) as sent:
+                assert client.get(DIVIDE, headers=token).status_code == 200
+                assert client.get(DIVIDE, headers=token).status_code == 200
+            assert len(sent) == 2
+        finally:
+            psql.execute(text("ALTER TABLE users ENABLE TRIGGER backoffice_auth_user_updated"))
+    eventually(lambda: states.connected, timeout=10, interval=0.01)
+    assert client.get(DIVIDE, headers=token).status_code == 200
+    with statements(app) as sent:
+        assert client.get(DIVIDE, headers=token).status_code == 200
+    assert sent == []

@@ -21,8 +21,10 @@ database tells every process when one may have changed:
   never cached (the request it served is answered, the next one asks again).
 - **Fail safe**: while the listener is not connected (not yet, lost, reconnecting) or
   has not been heard from for `STALE_AFTER_SECONDS` (a silent network loss, a starved
-  thread), the cache is emptied and bypassed: every request asks the database, which
-  itself fails closed (503) when it does not answer. After a reconnect it starts empty.
+  thread), or while the triggers are not all in place and enabled (checked on connecting
+  and at every heartbeat: a database not yet migrated), the cache is emptied and
+  bypassed: every request asks the database, which itself fails closed (503) when it
+  does not answer. After a reconnect it starts empty.
 - **The serving process** evicts before it answers (`forget_*`, called by the services
   after their commit), so the change holds at once there; elsewhere it holds once the
   notification has arrived (measured in the README's Security section).
@@ -52,7 +54,19 @@ log = structlog.get_logger(__name__)
 CHANNEL = "backoffice_auth"
 #: How the listener's connection is named in `pg_stat_activity` (with its process id).
 APPLICATION_NAME = "backoffice-auth-listener"
-#: How often the listener proves its connection alive (a `SELECT 1`).
+#: The triggers of migration f2b8d4c6a1e3: unless every one is there and enabled, a change
+#: could go unannounced, and the cache is not used.
+TRIGGERS = (
+    "backoffice_auth_user_updated",
+    "backoffice_auth_user_deleted",
+    "backoffice_auth_key_updated",
+    "backoffice_auth_key_deleted",
+    "backoffice_auth_token_revoked",
+    "backoffice_auth_users_truncated",
+    "backoffice_auth_api_keys_truncated",
+)
+TRIGGERS_ENABLED = "SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s) AND tgenabled <> 'D'"
+#: How often the listener proves its connection alive (and the triggers in place).
 HEARTBEAT_SECONDS = 1.0
 #: A listener not heard from for this long is taken for lost: the cache is bypassed.
 STALE_AFTER_SECONDS = 3.0
@@ -288,6 +302,10 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class TriggersMissing(Exception):
+    """The database does not announce every change (not migrated, a trigger disabled)."""
+
+
 class Listener:
     """The thread that keeps a `TokenStates` current: LISTEN, evict, reconnect."""
 
@@ -322,6 +340,7 @@ class Listener:
                     keepalives_count=3,
                 ) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
+                    self._check_triggers(connection)
                     self.backend_pid = connection.info.backend_pid
                     self.states.listening()
                     if failures:
@@ -333,7 +352,14 @@ class Listener:
                 # Anything else is a bug, logged with its traceback; either way the cache
                 # is bypassed until a new connection listens.
                 self.states.lost()
-                if not isinstance(error, psycopg.Error):
+                if isinstance(error, TriggersMissing):
+                    if not failures:
+                        log.warning(
+                            "auth_cache_unused",
+                            reason="the auth notification triggers are missing or disabled; "
+                            "run `flask db upgrade`",
+                        )
+                elif not isinstance(error, psycopg.Error):
                     log.exception("auth_cache_listener_failed")
                 elif not failures:
                     log.warning("auth_cache_listener_lost", error=type(error).__name__)
@@ -346,10 +372,16 @@ class Listener:
         while not self._stopped.is_set():
             for notification in connection.notifies(timeout=HEARTBEAT_SECONDS):
                 self.states.notified(notification.payload)
-            connection.execute("SELECT 1")  # raises once the connection is lost
+            self._check_triggers(connection)  # raises once the connection is lost
             for notification in connection.notifies(timeout=0):  # what came with it
                 self.states.notified(notification.payload)
             self.states.alive()
+
+    @staticmethod
+    def _check_triggers(connection: psycopg.Connection[Any]) -> None:
+        found = connection.execute(TRIGGERS_ENABLED, [list(TRIGGERS)]).fetchone()
+        if found is None or found[0] != len(TRIGGERS):
+            raise TriggersMissing
 
 
 def listener_conninfo(url: URL) -> str:
