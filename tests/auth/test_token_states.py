@@ -240,6 +240,7 @@ def test_while_the_listener_is_lost_no_stale_answer_is_given_and_it_reconnects(
     lost_pid = states.listener.backend_pid
 
     terminate_listener(postgres_admin, states)
+    eventually(lambda: not states.connected, timeout=10, interval=0.001)
     # Until the listener has reconnected, its notifications are lost: the cache is empty
     # and bypassed, so a change made meanwhile by anyone is honoured all the same.
     with database.connect() as psql:
