@@ -205,7 +205,11 @@ def worker(start_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.P
 
 
 def _close(app: APIFlask) -> None:
-    """Close what an app holds open: its database pool and, if any, its Redis client."""
+    """Close what an app holds open: its token-state listener, its database pool and, if
+    any, its Redis client."""
+    states = app.extensions.get("token_states")
+    if states is not None:
+        states.stop()
     with app.app_context():
         db.engine.dispose()
     client = getattr(app.extensions.get("revocations"), "client", None)

@@ -187,6 +187,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SIGNUP_RATE_LIMIT": ("SIGNUP_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
     "REDIS_URL": ("REDIS_URL", str),
+    "AUTH_CACHE": ("AUTH_CACHE", _bool),
     "PASSWORD_HASH_TIME_COST": ("PASSWORD_HASH_TIME_COST", int),
     "PASSWORD_HASH_MEMORY_COST": ("PASSWORD_HASH_MEMORY_COST", int),
     "PASSWORD_HASH_PARALLELISM": ("PASSWORD_HASH_PARALLELISM", int),
@@ -273,6 +274,9 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     #: Where revoked tokens are kept: "" for the database, or a redis:// URL.
     REDIS_URL = ""
+    #: Keep what the database says about tokens and API keys in each process, kept current
+    #: by the database's notifications (PostgreSQL only; `auth.token_states`).
+    AUTH_CACHE = True
     # argon2id parameters (RFC 9106's second recommended option by default).
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_COST = 64 * 1024

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from backoffice.auth.models import ApiKey
 from backoffice.extensions import db
 from tests.auth.racing import all_at_once
-from tests.support import assert_problem
+from tests.support import assert_problem, eventually
 
 
 def key_headers(key: str) -> dict[str, str]:
@@ -93,8 +93,13 @@ def test_an_expired_key_is_401(anonymous, client, in_db):
         )
         db.session.commit()
 
-    in_db(expire)
-    response = anonymous.get("/api/users/me", headers=key_headers(created["key"]))
+    in_db(expire)  # as another process would: the change reaches this one by notification
+    response = eventually(
+        lambda: anonymous.get("/api/users/me", headers=key_headers(created["key"])),
+        lambda answer: answer.status_code == 401,
+        timeout=1,
+        interval=0.005,
+    )
     assert_problem(response, 401)
     assert "WWW-Authenticate" in response.headers
 

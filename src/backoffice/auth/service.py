@@ -11,16 +11,18 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from jwt import PyJWTError
-from sqlalchemy import Row, Table, bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, exists, or_, select, update
+from sqlalchemy.engine import make_url
 
 from backoffice.auth.models import ApiKey, RevokedToken
 from backoffice.auth.principal import Principal, scopes_for
 from backoffice.auth.revocations import revocations
+from backoffice.auth.token_states import TokenStates, token_states_for
 from backoffice.database import utcnow
 from backoffice.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from backoffice.extensions import db
@@ -131,6 +133,31 @@ VERIFIED_TOKENS = 4096
 
 def init_tokens(app: Flask) -> None:
     app.extensions["verified_tokens"] = VerifiedTokens(VERIFIED_TOKENS)
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.extensions["token_states"] = token_states_for(url, app.config["AUTH_CACHE"])
+
+
+def token_states() -> TokenStates | None:
+    """This app's view of token and key states (`auth.token_states`), None when off."""
+    states: TokenStates | None = current_app.extensions["token_states"]
+    return states
+
+
+def forget_user(user_id: uuid.UUID) -> None:
+    """After a committed change to the user (role, activity, generation, deletion): this
+    process answers from the database from now on (the others when notified)."""
+    if (states := token_states()) is not None:
+        states.forget_user(user_id)
+
+
+def _forget_api_key(prefix: str) -> None:
+    if (states := token_states()) is not None:
+        states.forget_api_key(prefix)
+
+
+def _forget_revoked(jti: str) -> None:
+    if (states := token_states()) is not None:
+        states.forget_revoked(jti)
 
 
 def _decode(token: str, kind: str) -> dict[str, Any] | None:
@@ -169,14 +196,35 @@ def principal_from_token(token: str, kind: str = "access") -> Principal | None:
         return None
     store, family = revocations(), _family_key(claims)
     jti = str(claims["jti"]) if kind == "access" else family
-    query = TOKEN_STATE_AND_REVOCATION if store.in_database else TOKEN_STATE
+    role = _token_state(user_id, jti, family, claims.get("gen"), store.in_database)
+    if role is None:
+        return None
+    if not store.in_database and store.any_revoked(jti, family):
+        return None
+    return Principal(user_id, role, scopes_for(role), "jwt", claims)
+
+
+def _token_state(
+    user_id: uuid.UUID, jti: str, family: str, generation: Any, with_revocation: bool
+) -> str | None:
+    """The role of a user who is active at `generation`, and (when revocations live in
+    the database) whose token `jti` and `family` are not revoked; None otherwise. From
+    the token-state cache when it holds the answer, else one query (cached if nothing
+    changed meanwhile)."""
+    states = token_states()
+    epoch = states.epoch() if states is not None else None
+    key = (user_id, jti, family, generation)
+    if epoch is not None and (cached := states.token(key)) is not None:  # type: ignore[union-attr]
+        return str(cached)
+    query = TOKEN_STATE_AND_REVOCATION if with_revocation else TOKEN_STATE
     user = read_row(query, {"user_id": user_id, "jti": jti, "family": family})
-    if user is None or not user.active or user.token_generation != claims.get("gen"):
+    if user is None or not user.active or user.token_generation != generation:
         return None
-    revoked = user.revoked if store.in_database else store.any_revoked(jti, family)
-    if revoked:
+    if with_revocation and user.revoked:
         return None
-    return Principal(user_id, user.role, scopes_for(user.role), "jwt", claims)
+    if epoch is not None:
+        states.store_token(epoch, key, user.role)  # type: ignore[union-attr]
+    return str(user.role)
 
 
 def refresh(refresh_principal: Principal) -> dict[str, Any]:
@@ -214,6 +262,7 @@ def _revoke_family(claims: dict[str, Any]) -> None:
     config = current_app.config
     lifetime = max(config["JWT_ACCESS_TOKEN_EXPIRES"], config["JWT_REFRESH_TOKEN_EXPIRES"])
     revocations().revoke(_family_key(claims), utcnow() + lifetime + FAMILY_MARGIN)
+    _forget_revoked(_family_key(claims))
 
 
 # --- API keys -------------------------------------------------------------------
@@ -295,13 +344,41 @@ def revoke_api_key(key_id: uuid.UUID, user_id: uuid.UUID) -> None:
         raise NotFound("API key", key_id)
     api_key.revoked_at = utcnow()
     db.session.commit()
+    _forget_api_key(api_key.prefix)
 
 
-def _key_row(key: str) -> Row[Any] | None:
+class KeyRow(NamedTuple):
+    """What `KEY_BY_PREFIX` answers about a key and its owner."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    key_hash: str
+    scopes: list[str]
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    role: str
+    active: bool
+    prefix: str
+
+
+def _key_row(key: str) -> KeyRow | None:
+    """The key's row: from the token-state cache when it holds it, else one query (a
+    live key's row is cached if nothing changed meanwhile)."""
     if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + 10:
         return None
     prefix = key[len(KEY_PREFIX) : len(KEY_PREFIX) + 8]
-    return read_row(KEY_BY_PREFIX, {"prefix": prefix})
+    states = token_states()
+    epoch = states.epoch() if states is not None else None
+    if epoch is not None and (cached := states.api_key(prefix)) is not None:  # type: ignore[union-attr]
+        return cached  # type: ignore[no-any-return]
+    row = read_row(KEY_BY_PREFIX, {"prefix": prefix})
+    if row is None:
+        return None
+    found = KeyRow(**row._asdict(), prefix=prefix)
+    if epoch is not None and found.revoked_at is None and found.active:
+        states.store_api_key(epoch, prefix, found.user_id, found)  # type: ignore[union-attr]
+    return found
 
 
 def principal_from_api_key(key: str) -> Principal | None:
@@ -316,7 +393,22 @@ def principal_from_api_key(key: str) -> Principal | None:
     if row.revoked_at is not None or expired or not row.active:
         return None
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
-        db.session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-        db.session.commit()
+        _touch(row, now)
     scopes = frozenset(row.scopes) & scopes_for(row.role)
     return Principal(row.user_id, row.role, scopes, "api_key")
+
+
+def _touch(row: KeyRow, now: datetime) -> None:
+    """Record the key's use, at most once a minute however many processes serve it (each
+    may hold an older `last_used_at` in its cache; the row's own decides)."""
+    db.session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == row.id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=now)
+    )
+    db.session.commit()
+    if (states := token_states()) is not None:
+        states.replace_api_key(row.prefix, row._replace(last_used_at=now))

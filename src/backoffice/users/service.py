@@ -149,6 +149,8 @@ def update_user(
     deactivated = changes.get("active") is False
     if password is not None or deactivated:
         user.token_generation += 1  # a new password or a deactivation ends every session
+    # The token-state cache of this process, at once; the others hear it from the trigger.
+    transactions.after_commit(lambda: auth.forget_user(user_id))
     try:
         db.session.flush()  # the user's row first: a key being created for them waits on it
         if deactivated:
@@ -173,6 +175,7 @@ def delete_user(user_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool)
     db.session.flush()
     if removes_an_admin:
         _keep_an_active_admin()
+    transactions.after_commit(lambda: auth.forget_user(user_id))
     transactions.commit()
 
 
