@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,6 +99,30 @@ def process_environment(**settings: str) -> dict[str, str]:
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="backoffice-metrics-"),
         **settings,
     }
+
+
+@contextmanager
+def deployed(
+    env: Mapping[str, str], port: int, log: Path, *, timeout: float = 120
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`deploy/serve` with `env` (give it `PORT=port`), its output in `log`, until it
+    answers `/health`; afterwards its whole process group is stopped."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 (our own script)
+            [str(ROOT / "deploy" / "serve")],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        eventually(lambda: process.poll() is not None or healthy(port), timeout=timeout)
+        assert process.poll() is None, log.read_text()
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 # --- problem details --------------------------------------------------------

@@ -9,15 +9,19 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import subprocess
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.support import PASSWORD, ROOT, eventually, free_port, healthy, process_environment
+from tests.support import (
+    PASSWORD,
+    deployed,
+    eventually,
+    free_port,
+    process_environment,
+)
 
 LIMIT = 5
 #: A window no test run straddles (windows are clock-aligned): the count is the point here.
@@ -37,23 +41,9 @@ def server(app, database_url, tmp_path):
         PORT=str(port),
     )
     log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 (our own script)
-            [str(ROOT / "deploy" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        eventually(lambda: process.poll() is not None or healthy(port), timeout=120)
-        assert process.poll() is None, log.read_text()
+    with deployed(env, port, log):
         assert _workers_started(log) == 2, log.read_text()
         yield port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def _workers_started(log: Path) -> int:

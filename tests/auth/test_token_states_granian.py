@@ -9,9 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +18,13 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from backoffice.auth.token_states import APPLICATION_NAME
-from tests.support import PASSWORD, ROOT, eventually, free_port, healthy, process_environment
+from tests.support import (
+    PASSWORD,
+    deployed,
+    eventually,
+    free_port,
+    process_environment,
+)
 
 on_postgresql_only = pytest.mark.parametrize(
     "database_url",
@@ -51,24 +55,11 @@ def server(app, database_url, tmp_path):
         LOG_LEVEL="WARNING",
         PORT=str(port),
     )
-    log = tmp_path / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 (our own script)
-            [str(ROOT / "deploy" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        eventually(lambda: process.poll() is not None or healthy(port), timeout=120)
-        assert process.poll() is None, log.read_text()
-        yield port
+        with deployed(env, port, tmp_path / "serve.log"):
+            yield port
     finally:
         Connection.close_all()
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 class Connection:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from sqlalchemy import select
 from backoffice.extensions import db
 from backoffice.tools.models import ChatUsage
 from bench.fake_llm import FakeLLM, serving
-from tests.support import ROOT, TEST_SECRET_KEY, eventually, free_port, healthy
+from tests.support import TEST_SECRET_KEY, deployed, eventually, free_port
 from tests.tools.conftest import LLM_KEY, MODEL
 
 STREAM = json.dumps({"message": "count the red widgets", "stream": True})
@@ -56,22 +54,8 @@ def granian(app, database_url, upstream, tmp_path_factory) -> Iterator[tuple[int
         "PORT": str(port),
         "GRANIAN_WORKERS": "1",
     }
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 (our own script)
-            [str(ROOT / "deploy" / "serve")],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        eventually(lambda: process.poll() is not None or healthy(port), timeout=60)
-        assert process.poll() is None, log.read_text()
+    with deployed(env, port, log, timeout=60):
         yield port, log
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 @pytest.fixture
