@@ -101,6 +101,25 @@ def database_url(
         yield from _postgres_database(worker_id)
 
 
+@pytest.fixture
+def database(database_url: str) -> Iterator[Any]:
+    """A connection of the test's own to the app's database: another process, an operator."""
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_admin(database_url: str) -> Iterator[Any]:
+    """The PostgreSQL server's maintenance database, to terminate backends or refuse
+    connections (PostgreSQL-only tests)."""
+    assert TEST_DATABASE_URL
+    server = make_url(normalize_database_url(TEST_DATABASE_URL))
+    engine = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 #: Short enough that tests see a dead worker's work taken over within seconds.
 JOB_LEASE_SECONDS = "3"

@@ -5,10 +5,8 @@ Test modules import from here (and from the factories), never from one another.
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,8 @@ from sqlalchemy import func, select
 
 from backoffice.extensions import db
 from backoffice.webhooks.signatures import sign
+from bench.servers import free_port as free_port  # one copy, shared with the bench
+from bench.servers import healthy as healthy
 
 T = TypeVar("T")
 
@@ -66,24 +66,6 @@ def eventually(
 
 
 # --- real processes ---------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def healthy(port: int) -> bool:
-    """Whether a server on 127.0.0.1:`port` answers `/health` with 200."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
 
 
 def process_environment(**settings: str) -> dict[str, str]:

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from backoffice.config import normalize_database_url
 from backoffice.dependencies import Outages
 from backoffice.extensions import db
 from tests.support import PASSWORD, assert_problem, eventually, login
@@ -271,15 +269,6 @@ on_postgresql_only = pytest.mark.parametrize(
     ["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [],
     indirect=True,
 )
-
-
-@pytest.fixture
-def postgres_admin(database_url):
-    """A connection to the test server's maintenance database, to terminate backends."""
-    server = make_url(normalize_database_url(os.environ["TEST_DATABASE_URL"]))
-    engine = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    yield engine
-    engine.dispose()
 
 
 def _pooled_backends(app, count: int) -> list[int]:

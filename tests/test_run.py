@@ -25,6 +25,18 @@ def make_run(port: int, instance) -> list[str]:
     return ["make", "--no-print-directory", "run", f"PORT={port}", f"INSTANCE_PATH={instance}"]
 
 
+def run_refused(port: int, instance) -> subprocess.CompletedProcess:
+    """A `make run` that is expected to stop at once: its exit and output."""
+    return subprocess.run(  # noqa: S603 (our own Makefile)
+        make_run(port, instance),
+        cwd=ROOT,
+        env=process_environment(),
+        capture_output=True,
+        text=True,
+        timeout=START,
+    )
+
+
 def refusal(answer: subprocess.CompletedProcess) -> list[str]:
     """The launcher's own lines (make adds its `Error 1` line after them)."""
     return [line for line in answer.stderr.splitlines() if line.startswith("make run: ")]
@@ -57,14 +69,7 @@ def first(tmp_path) -> Iterator[tuple[int, subprocess.Popen]]:
 @pytest.mark.worker
 def test_a_second_make_run_is_refused_while_the_first_serves(first, tmp_path):
     port, process = first
-    second = subprocess.run(  # noqa: S603 (our own Makefile)
-        make_run(port, tmp_path / "instance"),
-        cwd=ROOT,
-        env=process_environment(),
-        capture_output=True,
-        text=True,
-        timeout=START,
-    )
+    second = run_refused(port, tmp_path / "instance")
     assert second.returncode != 0
     assert "Traceback" not in second.stderr
     [line] = refusal(second)
@@ -78,14 +83,7 @@ def test_make_run_refuses_a_port_another_program_listens_on(tmp_path):
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        answer = subprocess.run(  # noqa: S603 (our own Makefile)
-            make_run(port, tmp_path / "instance"),
-            cwd=ROOT,
-            env=process_environment(),
-            capture_output=True,
-            text=True,
-            timeout=START,
-        )
+        answer = run_refused(port, tmp_path / "instance")
     assert answer.returncode != 0
     [line] = refusal(answer)
     assert line.startswith(f"make run: cannot listen on 127.0.0.1:{port} ")

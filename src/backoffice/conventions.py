@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import uuid
@@ -126,8 +127,13 @@ def etag_for(resource_id: uuid.UUID, version: int) -> str:
 def _etag_key() -> bytes:
     """A key for ETags only, derived from SECRET_KEY (blake2b keys are at most 64 bytes)."""
     secret: str | bytes = current_app.config["SECRET_KEY"]
-    raw = secret.encode() if isinstance(secret, str) else secret
-    return hashlib.blake2b(raw, digest_size=32, person=b"backoffice-etag").digest()
+    return _derived_etag_key(secret.encode() if isinstance(secret, str) else secret)
+
+
+@functools.lru_cache(maxsize=4)
+def _derived_etag_key(secret: bytes) -> bytes:
+    """Derived once per secret, not on every ETag of every request."""
+    return hashlib.blake2b(secret, digest_size=32, person=b"backoffice-etag").digest()
 
 
 def _version_in(etag: str, resource_id: uuid.UUID) -> int | None:

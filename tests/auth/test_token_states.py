@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from backoffice.auth.token_states import TokenStates
-from backoffice.config import normalize_database_url
 from backoffice.extensions import db
 from tests.support import assert_problem, eventually, login
 
@@ -62,22 +61,6 @@ def statements(app) -> Iterator[list[str]]:
         yield sent
     finally:
         event.remove(engine_of(app), "before_cursor_execute", record)
-
-
-@pytest.fixture
-def database(database_url):
-    """A connection of the test's own to the app's database: another process, an operator."""
-    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_admin(database_url):
-    server = make_url(normalize_database_url(os.environ["TEST_DATABASE_URL"]))
-    engine = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    yield engine
-    engine.dispose()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from backoffice.auth.token_states import APPLICATION_NAME
 from tests.support import (
@@ -35,13 +35,6 @@ DIVIDE = "/api/divide?a=1&b=2"
 TRIALS = 3
 #: What this test holds every other worker to; the README states the measured figures.
 BOUND_SECONDS = 1.0
-
-
-@pytest.fixture
-def database(database_url):
-    engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

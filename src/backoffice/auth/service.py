@@ -11,7 +11,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from flask import Flask, current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
@@ -214,7 +214,7 @@ def _token_state(
     states = token_states()
     epoch = states.epoch() if states is not None else None
     key = (user_id, jti, family, generation)
-    if epoch is not None and (cached := states.token(key)) is not None:  # type: ignore[union-attr]
+    if states is not None and epoch is not None and (cached := states.token(key)) is not None:
         return str(cached)
     query = TOKEN_STATE_AND_REVOCATION if with_revocation else TOKEN_STATE
     user = read_row(query, {"user_id": user_id, "jti": jti, "family": family})
@@ -222,8 +222,8 @@ def _token_state(
         return None
     if with_revocation and user.revoked:
         return None
-    if epoch is not None:
-        states.store_token(epoch, key, user.role)  # type: ignore[union-attr]
+    if states is not None and epoch is not None:
+        states.store_token(epoch, key, user.role)
     return str(user.role)
 
 
@@ -370,14 +370,15 @@ def _key_row(key: str) -> KeyRow | None:
     prefix = key[len(KEY_PREFIX) : len(KEY_PREFIX) + 8]
     states = token_states()
     epoch = states.epoch() if states is not None else None
-    if epoch is not None and (cached := states.api_key(prefix)) is not None:  # type: ignore[union-attr]
-        return cached  # type: ignore[no-any-return]
+    cached = states.api_key(prefix) if states is not None and epoch is not None else None
+    if cached is not None:
+        return cast(KeyRow, cached)  # the cache holds what `_key_row` stored
     row = read_row(KEY_BY_PREFIX, {"prefix": prefix})
     if row is None:
         return None
     found = KeyRow(**row._asdict(), prefix=prefix)
-    if epoch is not None and found.revoked_at is None and found.active:
-        states.store_api_key(epoch, prefix, found.user_id, found)  # type: ignore[union-attr]
+    if states is not None and epoch is not None and found.revoked_at is None and found.active:
+        states.store_api_key(epoch, prefix, found.user_id, found)
     return found
 
 
