@@ -173,8 +173,9 @@ def send(queue: WorkQueue, row_id: uuid.UUID) -> bool:
         log.warning("enqueue_failed", queue=queue.name, id=str(row_id), error=type(error).__name__)
         return False
     table = queue.table
-    db.session.execute(update(table).where(table.c.id == row_id).values(enqueued_at=utcnow()))
-    db.session.commit()
+    # One statement on its own: nothing else to commit with it, so no BEGIN and COMMIT.
+    with autocommit(db.engine).connect() as connection:
+        connection.execute(update(table).where(table.c.id == row_id).values(enqueued_at=utcnow()))
     return True
 
 

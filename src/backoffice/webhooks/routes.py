@@ -23,11 +23,11 @@ RECEIVE_RESPONSES.update(
 
 
 def _receive(source: str) -> Any:
-    event, created = service.receive(source, request.headers, request.get_data())
-    body = {"status": "success" if created else "duplicate", "id": event.id}
+    event_id, created = service.receive(source, request.headers, request.get_data())
+    body = {"status": "success" if created else "duplicate", "id": event_id}
     if not created:
         return body, 200
-    return body, 201, {"Location": url_for(".get_event", event_id=event.id)}
+    return body, 201, {"Location": url_for(".get_event", event_id=event_id)}
 
 
 @bp.post("/webhook")

@@ -19,14 +19,14 @@ from typing import Any
 
 import orjson
 from flask import Flask, current_app
-from sqlalchemy import Row, Table, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, Table, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from backoffice import work
+from backoffice.database import autocommit
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
-from backoffice.transactions import commit
 from backoffice.webhooks.models import EventStatus, WebhookEvent
 from backoffice.webhooks.signatures import HeaderItems, verify
 
@@ -55,6 +55,16 @@ QUEUE = work.WorkQueue(
     error_column="last_error",
     max_attempts=5,
     claim_columns=("event_type", "payload"),
+)
+#: A new delivery's insert, by dialect: no row back when `(source, delivery_id)` exists.
+INSERT_NEW = {
+    name: insert(EVENTS)
+    .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
+    .returning(EVENTS.c.id)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+FIRST_COPY = select(EVENTS.c.id).where(
+    EVENTS.c.source == bindparam("source"), EVENTS.c.delivery_id == bindparam("delivery_id")
 )
 LISTED_COLUMNS = select(*(c for c in EVENTS.columns if c.name not in {"raw_body", "payload"}))
 
@@ -158,34 +168,35 @@ def _delivery_id(source: str, headers: HeaderItems, body: bytes, payload: dict[s
     return "sha256:" + hashlib.sha256(body).hexdigest()  # no id: the same body is the same event
 
 
-def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[WebhookEvent, bool]:
-    """Store the delivery; `(event, True)` when new, `(the first copy, False)` when not."""
+def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[uuid.UUID, bool]:
+    """Store the delivery; `(its id, True)` when new, `(the first copy's id, False)` when not.
+
+    One statement stores it and checks for a duplicate (`ON CONFLICT DO NOTHING`), in
+    autocommit: committed when it returns, with no BEGIN or COMMIT of its own. Then the
+    event is sent to the queue (`work.send`); if the broker does not take it, the relay
+    sends it later.
+    """
     if not SOURCE.fullmatch(source):
         raise NotFound("webhook source", source)
     payload = _parse(body)
     delivery_id = _delivery_id(source, headers, body, payload)
-    event = WebhookEvent(
-        source=source,
-        delivery_id=delivery_id,
-        event_type=_event_type(payload),
-        payload=payload,
-        raw_body=body,
-        status=EventStatus.RECEIVED,
-    )
-    db.session.add(event)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        first = db.session.scalars(
-            select(WebhookEvent).where(
-                WebhookEvent.source == source, WebhookEvent.delivery_id == delivery_id
-            )
-        ).one()
-        return first, False
-    work.send_after_commit(QUEUE, event.id)
-    commit()
-    return event, True
+    values = {
+        "source": source,
+        "delivery_id": delivery_id,
+        "event_type": _event_type(payload),
+        "payload": payload,
+        "raw_body": body,
+        "status": EventStatus.RECEIVED,
+    }
+    with autocommit(db.engine).connect() as connection:
+        created = connection.execute(INSERT_NEW[connection.dialect.name], values).scalar()
+        if created is None:  # a redelivery, or a racing copy of this one
+            first: uuid.UUID = connection.execute(
+                FIRST_COPY, {"source": source, "delivery_id": delivery_id}
+            ).scalar_one()
+            return first, False
+    work.send(QUEUE, created)
+    return created, True
 
 
 def list_events(
