@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 # or the environment (or .env, for make run). After `make install` every tool the README
 # shows is in .venv/bin, with or without uv on the PATH.
 
-.PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune profile install migrate clean
+.PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune bench-storm profile install migrate clean
 
 run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run python -m backoffice.run
@@ -40,6 +40,9 @@ bench: install ## Load benchmark against PostgreSQL (see bench/)
 
 bench-prune: install ## Retention: prune 100,000 expired idempotency records under load (PostgreSQL)
 	$(UV) run python -m bench.prune $(BENCH_ARGS)
+
+bench-storm: install ## The item read beside a login storm of wrong passwords, solo and during (PostgreSQL)
+	$(UV) run python -m bench.storm $(BENCH_ARGS)
 
 # PYTHONHASHSEED fixed: the call counts then do not depend on a set's iteration order.
 profile: install ## In-process CPU per request and its breakdown, with call counts (PostgreSQL)

@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -92,16 +92,26 @@ def measure_all(
     return [Measurement(name, endpoint, rounds[i]) for i, (name, endpoint) in enumerate(plan)]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    started = time.monotonic()
-    url = os.environ.get("BENCH_DATABASE_URL", database.DEFAULT_URL)
-    env = app_environment(url)
+def database_url() -> str:
+    return os.environ.get("BENCH_DATABASE_URL", database.DEFAULT_URL)
+
+
+def prepare(url: str, env: Mapping[str, str]) -> tuple[str, database.Fixtures]:
+    """The bench database migrated and seeded, the broker emptied; the database's URL
+    as it may be shown (no password), and the fixtures the load needs."""
     shown = make_url(url).render_as_string(hide_password=True)
     print(f"Preparing {shown}: migrations, {database.SEED_ITEMS:,} items", flush=True)
     database.prepare(url, env)
     with redis.Redis.from_url(BROKER_URL) as broker:
         broker.flushdb()  # the previous run's messages, never consumed (no worker runs here)
-    fixtures = database.fixtures(env)
+    return shown, database.fixtures(env)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    url = database_url()
+    env = app_environment(url)
+    shown, fixtures = prepare(url, env)
     LOGS.mkdir(exist_ok=True)
     webhooks.prepare(LOGS)
     catalogue = orders.prepare(env, LOGS)
@@ -127,12 +137,21 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds like Ctrl-C, so every server is stopped
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def stopping_servers(work: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """`work()`, a SIGTERM unwinding it like Ctrl-C so that every server it started is
+    stopped; None if it was interrupted."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        results = run(parse_args(argv))
+        return work()
     except KeyboardInterrupt:
         print("interrupted; servers stopped", file=sys.stderr)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = stopping_servers(lambda: run(args))
+    if results is None:
         return 130
     path = write(results)
     print(f"\nResults: {path} (and {path.with_name('latest.json')}); {results['elapsed_s']}s")

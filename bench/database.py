@@ -24,6 +24,8 @@ DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench"
 SEED_ITEMS = 100_000
 #: The deep page starts after this many of the newest rows.
 DEEP_ROWS = 50_000
+#: The member the fixtures create (bench/post_login_wrong.lua logs in as them, wrongly).
+EMAIL = "bench@example.com"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def fixtures(env: Mapping[str, str], deep_rows: int = DEEP_ROWS) -> Fixtures:
             setting: str(db.session.scalar(text(f"SHOW {setting}")))
             for setting in ("server_version", "synchronous_commit", "shared_buffers")
         }
-        member = users.create_user("Bench", "bench@example.com", secrets.token_urlsafe(16))
+        member = users.create_user("Bench", EMAIL, secrets.token_urlsafe(16))
         token = auth.issue_tokens(member)["access_token"]
         key = tools.process_key(member)
         found = Fixtures(str(deep_id), encode_cursor("items", deep_id), postgres, token, key)

@@ -92,15 +92,15 @@ def parse(output: str) -> Result:
     )
 
 
-def wrk(url: str, endpoint: Endpoint, seconds: int) -> Result:
-    executable = shutil.which("wrk")
-    if executable is None:
-        raise RuntimeError("wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu)")
+def wrk_command(
+    executable: str, url: str, endpoint: Endpoint, seconds: int, connections: int = CONNECTIONS
+) -> list[str]:
+    """The wrk command line loading `url` + the endpoint's path for `seconds`."""
     script = ["-s", str(BENCH / endpoint.script)] if endpoint.script else []
-    command = [
+    return [
         executable,
         f"-t{THREADS}",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{seconds}s",
         f"--timeout={REQUEST_TIMEOUT}",
         "--latency",
@@ -108,10 +108,22 @@ def wrk(url: str, endpoint: Endpoint, seconds: int) -> Result:
         *(option for header in endpoint.headers for option in ("-H", header)),
         url + endpoint.path,
     ]
+
+
+def wrk_output(url: str, endpoint: Endpoint, seconds: int, connections: int = CONNECTIONS) -> str:
+    """wrk's report as printed (with whatever the endpoint's script prints in `done`)."""
+    executable = shutil.which("wrk")
+    if executable is None:
+        raise RuntimeError("wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu)")
+    command = wrk_command(executable, url, endpoint, seconds, connections)
     done = subprocess.run(  # noqa: S603
         command, capture_output=True, text=True, check=True, timeout=seconds + 30
     )
-    return parse(done.stdout)
+    return done.stdout
+
+
+def wrk(url: str, endpoint: Endpoint, seconds: int, connections: int = CONNECTIONS) -> Result:
+    return parse(wrk_output(url, endpoint, seconds, connections))
 
 
 def warm_up(base_url: str, endpoint: Endpoint, seconds: int) -> None:

@@ -17,6 +17,7 @@ from bench.apps import FLASK_MATCH
 from bench.load import Endpoint, Result, combine
 
 RESULTS = BENCH / "results"
+RELATIONS = {"<": operator.lt, "<=": operator.le, ">=": operator.ge}
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ def rows(measured: Sequence[Measurement]) -> list[dict[str, Any]]:
     return table
 
 
-def _check(name: str, value: float, relation: str, target: float) -> dict[str, Any]:
-    compare: Callable[[float, float], bool] = operator.le if relation == "<=" else operator.ge
+def check(name: str, value: float, relation: str, target: float) -> dict[str, Any]:
+    compare: Callable[[float, float], bool] = RELATIONS[relation]
     return {
         "check": name,
         "value": value,
@@ -84,24 +85,24 @@ def checks(measured: Sequence[Measurement], oversold: int) -> list[dict[str, Any
     toy = _by_key(measured, "toy")
     return [
         # Issue 12's aims, against the tutorials' toy (Gunicorn, 4 sync workers).
-        _check("item read req/s / toy's", ours["item"].rps / toy["item"].rps, ">=", 0.5),
-        _check("item create req/s / toy's", ours["create"].rps / toy["create"].rps, ">=", 0.35),
-        _check("first page req/s / item read's", ours["list"].rps / ours["item"].rps, ">=", 0.8),
-        _check("webhook intake req/s", ours["webhook"].rps, ">=", 1500),
-        _check(
+        check("item read req/s / toy's", ours["item"].rps / toy["item"].rps, ">=", 0.5),
+        check("item create req/s / toy's", ours["create"].rps / toy["create"].rps, ">=", 0.35),
+        check("first page req/s / item read's", ours["list"].rps / ours["item"].rps, ">=", 0.8),
+        check("webhook intake req/s", ours["webhook"].rps, ">=", 1500),
+        check(
             "order create req/s / item create's", ours["order"].rps / ours["create"].rps, ">=", 0.5
         ),
-        _check("catalogue items oversold after the run", oversold, "<=", 0),
-        _check("deep page p50 / first page p50", ours["deep"].p50 / ours["list"].p50, "<=", 1.5),
-        _check("item read req/s / flask's", ours["item"].rps / flask["item"].rps, ">=", 0.4),
-        _check("item write req/s / flask's", ours["create"].rps / flask["create"].rps, ">=", 0.3),
-        _check(
+        check("catalogue items oversold after the run", oversold, "<=", 0),
+        check("deep page p50 / first page p50", ours["deep"].p50 / ours["list"].p50, "<=", 1.5),
+        check("item read req/s / flask's", ours["item"].rps / flask["item"].rps, ">=", 0.4),
+        check("item write req/s / flask's", ours["create"].rps / flask["create"].rps, ">=", 0.3),
+        check(
             "webhook ingestion req/s / item write's",
             ours["webhook"].rps / ours["create"].rps,
             ">=",
             0.5,
         ),
-        _check("/process req/s / item read's", ours["process"].rps / ours["item"].rps, ">=", 0.8),
+        check("/process req/s / item read's", ours["process"].rps / ours["item"].rps, ">=", 0.8),
     ]
 
 
@@ -126,9 +127,13 @@ def print_table(table: Sequence[dict[str, Any]], found: Sequence[dict[str, Any]]
         if row["non_2xx"] or row["socket_errors"]:
             print(f"  ! {row['non_2xx']} non-2xx answers, {row['socket_errors']} socket errors")
     print("(req/s and latencies: mean of the rounds; spread: their req/s range / mean)\n")
-    for check in found:
-        verdict = "ok" if check["ok"] else "MISSED"
-        print(f"{check['check']}: {check['value']:.2f} (target {check['target']}) {verdict}")
+    print_checks(found)
+
+
+def print_checks(found: Sequence[dict[str, Any]]) -> None:
+    for aim in found:
+        verdict = "ok" if aim["ok"] else "MISSED"
+        print(f"{aim['check']}: {aim['value']:.2f} (target {aim['target']}) {verdict}")
 
 
 def machine() -> dict[str, Any]:
@@ -146,12 +151,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write(results: dict[str, Any]) -> Path:
-    """`results/<UTC timestamp>.json` and `results/latest.json`; returns the first."""
+def write(results: dict[str, Any], kind: str | None = None) -> Path:
+    """`results/<UTC timestamp>.json` and `results/latest.json`, or for another kind of
+    run only `results/<kind>-<UTC timestamp>.json`; returns the first."""
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     text = json.dumps({"timestamp": stamp, **results}, indent=2, ensure_ascii=False) + "\n"
-    path = RESULTS / f"{stamp}.json"
+    path = RESULTS / (f"{kind}-{stamp}.json" if kind else f"{stamp}.json")
     path.write_text(text)
-    (RESULTS / "latest.json").write_text(text)
+    if kind is None:
+        (RESULTS / "latest.json").write_text(text)
     return path
