@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backoffice.database import Base
+from backoffice.database import Base, autocommit
 from backoffice.extensions import db
 
 
@@ -73,15 +73,16 @@ class DatabaseStorage(Storage):
                 "expires_at": case((over, new.excluded.expires_at), else_=COUNTERS.c.expires_at),
             },
         ).returning(COUNTERS.c.count)
-        with engine.begin() as connection:
+        # Single statements in autocommit: each commits as it runs, with no BEGIN or COMMIT
+        # round trip, and holds the counter's row lock no longer than the statement.
+        with autocommit(engine).connect() as connection:
             count: int = connection.execute(upsert).scalar_one()
-        if count == amount:  # a new window: the moment to forget those long over
-            with engine.begin() as connection:
+            if count == amount:  # a new window: the moment to forget those long over
                 connection.execute(delete(COUNTERS).where(COUNTERS.c.expires_at < now - 60))
         return count
 
     def get(self, key: str) -> int:
-        with self._engine().connect() as connection:
+        with autocommit(self._engine()).connect() as connection:
             count = connection.scalar(
                 select(COUNTERS.c.count).where(
                     COUNTERS.c.key == key, COUNTERS.c.expires_at > time.time()

@@ -99,6 +99,31 @@ def test_after_five_failures_every_attempt_is_429_until_the_window_ends(throttle
     assert attempt(client, member.email, PASSWORD).json["access_token"]
 
 
+def test_refusals_write_nothing_and_are_answered_from_memory(throttled, member, clock):
+    """A storm past the limit neither writes the count (no row lock to queue on) nor, for
+    `FULL_WINDOW_MEMORY` seconds after a refusal, reads it."""
+    client = throttled.test_client()
+    for _ in range(5):
+        assert attempt(client, member.email, "wrong-password").status_code == 401
+    with throttled.app_context():
+        item = attempts.PASSWORD_GUESSES.item()
+        window = int(clock.now // item.get_expiry())
+        key = item.key_for("password", "203.0.113.7", str(window))
+        storage = attempts.limiter.storage
+        for _ in range(20):
+            assert_problem(attempt(client, member.email, "wrong-password"), 429)
+        assert storage.get(key) == 5  # the refusals took no place, not even for a moment
+        # An attempt in flight gives its place back (a right password): until the memory
+        # of the full window fades, the address is still refused; never let in past it.
+        storage.incr(key, item.get_expiry(), amount=-1)
+    assert_problem(attempt(client, member.email, "wrong-password"), 429)
+    clock.advance(attempts.FULL_WINDOW_MEMORY)
+    assert attempt(client, member.email, "wrong-password").status_code == 401
+    assert_problem(attempt(client, member.email, "wrong-password"), 429)
+    with throttled.app_context():
+        assert storage.get(key) == 5
+
+
 def test_successful_logins_do_not_count(throttled, member):
     client = throttled.test_client()
     for _ in range(8):

@@ -34,6 +34,44 @@ from backoffice.users.service import WrongPassword
 
 View = TypeVar("View", bound=Callable[..., Any])
 
+#: How long a process remembers a window it found full, in seconds. A window only frees
+#: places when attempts in flight give theirs back (a right password, a crash): a client
+#: may then be refused for this long after a place came free, never let in past the limit.
+FULL_WINDOW_MEMORY = 1.0
+
+
+class FullWindows:
+    """The windows this process found full, until a moment each: a storm of attempts
+    from one address is refused without asking the limiter's storage each time."""
+
+    #: Windows remembered at most: past it, the ones over are forgotten (or all of them).
+    CAPACITY = 10_000
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def __contains__(self, key: str) -> bool:
+        until = self._until.get(key)
+        return until is not None and until > time.time()
+
+    def add(self, key: str, until: float) -> None:
+        if len(self._until) >= self.CAPACITY:
+            now = time.time()
+            for known, moment in list(self._until.items()):
+                if moment <= now:
+                    self._until.pop(known, None)
+            if len(self._until) >= self.CAPACITY:
+                self._until.clear()
+        self._until[key] = until
+
+
+def full_windows() -> FullWindows:
+    """The current app's (each app, like each process, remembers what it saw)."""
+    found: FullWindows | None = current_app.extensions.get("full_windows")
+    if found is None:
+        found = current_app.extensions["full_windows"] = FullWindows()
+    return found
+
 
 @dataclass(frozen=True)
 class AttemptLimit:
@@ -62,8 +100,15 @@ class AttemptLimit:
         now = time.time()
         window = int(now // seconds)
         key = item.key_for(self.name, client, str(window))
-        if limiter.storage.incr(key, seconds) > item.amount:
-            limiter.storage.incr(key, seconds, amount=-1)  # a refusal is not an attempt
+        # A full window is refused without a write: under a storm of refused attempts, a
+        # write each (and one more to give the place back) queued them all on the counter's
+        # row lock, and the reads served beside them fell to a twentieth of their rate.
+        remembered = full_windows()
+        full = key in remembered or limiter.storage.get(key) >= item.amount
+        if full or limiter.storage.incr(key, seconds) > item.amount:
+            if not full:  # lost the race for the last place: a refusal is not an attempt
+                limiter.storage.incr(key, seconds, amount=-1)
+            remembered.add(key, min(now + FULL_WINDOW_MEMORY, (window + 1) * seconds))
             metrics.count_rate_limited(self.name)
             wait = max(1, math.ceil((window + 1) * seconds - now))
             raise TooManyRequests(
