@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import urlencode
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
-from pydantic import Field, StringConstraints
-from sqlalchemy import Select
+from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy import Row, Select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backoffice.errors import BadRequest
+from backoffice.output import fields_of, json_answer
 from backoffice.readonly import read_rows
 
 DEFAULT_LIMIT = 25
@@ -100,3 +101,10 @@ def link_header(next_cursor: str | None) -> dict[str, str]:
 def page_response(page: Page[Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """What every list view answers: the page's body, 200, and its `Link` header."""
     return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
+
+
+def rows_page_response(page: Page[Row[Any]], schema: type[BaseModel]) -> Response:
+    """`page_response` for a page of rows whose fields are `schema`'s (see `output`)."""
+    data = [fields_of(row, schema) for row in page.data]
+    body = {"data": data, "next_cursor": page.next_cursor}
+    return json_answer(body, 200, link_header(page.next_cursor))

@@ -18,7 +18,8 @@ from backoffice.idempotency import idempotent
 from backoffice.items import service
 from backoffice.items.schemas import ItemIn, ItemList, ItemOut, ItemPatch, ItemQuery, ItemReplace
 from backoffice.openapi import PRECONDITION_RESPONSES, problem_responses
-from backoffice.pagination import page_response
+from backoffice.output import fields_of, json_answer
+from backoffice.pagination import rows_page_response
 
 bp = APIBlueprint("items", __name__, tag="Items")
 
@@ -30,7 +31,7 @@ bp = APIBlueprint("items", __name__, tag="Items")
 @bp.doc(responses=problem_responses(400, 401, 403))
 def list_items(query: ItemQuery) -> Any:
     """List items, newest first"""
-    return page_response(service.list_items(query.limit, query.cursor, query.q))
+    return rows_page_response(service.list_items(query.limit, query.cursor, query.q), ItemOut)
 
 
 @bp.post("/items")
@@ -46,7 +47,7 @@ def create_item(item: ItemIn) -> Any:
         "Location": url_for(".get_item", item_id=created.id),
         **etag_header(etag_for(created.id, created.version)),
     }
-    return created, 201, headers
+    return json_answer(fields_of(created, ItemOut), 201, headers)
 
 
 @bp.get("/items/<uuid:item_id>")
@@ -57,7 +58,7 @@ def get_item(item_id: uuid.UUID) -> Any:
     """Get one item"""
     item = service.get_item(item_id)
     etag = etag_for(item.id, item.version)
-    return not_modified(etag) or (item, 200, etag_header(etag))
+    return not_modified(etag) or json_answer(fields_of(item, ItemOut), 200, etag_header(etag))
 
 
 @bp.put("/items/<uuid:item_id>")
