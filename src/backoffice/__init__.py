@@ -56,7 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app = Backoffice(
         __name__,
         title="Backoffice API",
-        static_folder=None,  # type: ignore[arg-type]  # no app-wide static files
+        static_folder=None,  # no app-wide static files
         version=VERSION,
         instance_path=str(Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()),
     )
