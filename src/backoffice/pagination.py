@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import urlencode
+from weakref import WeakKeyDictionary
 
 from flask import Response, current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import Row, Select
+from sqlalchemy import Row, Select, bindparam
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backoffice.errors import BadRequest
@@ -73,20 +74,42 @@ def paginate(
     key: InstrumentedAttribute[uuid.UUID],
     limit: int,
     cursor: str | None,
-    fetch: Callable[[Select[Any]], Sequence[Any]] = read_rows,
+    fetch: Callable[[Select[Any], dict[str, Any]], Sequence[Any]] = read_rows,
 ) -> Page[Any]:
     """One page of `query`'s rows, newest first, resuming after `cursor`.
 
-    Rows come from `fetch`: plain rows by default; a capability whose pages carry related
-    objects (an order's lines) passes a fetch through the ORM session instead.
+    Rows come from `fetch(statement, parameters)`: plain rows by default; a capability
+    whose pages carry related objects (an order's lines) passes a fetch through the ORM
+    session instead.
     """
+    parameters: dict[str, Any] = {"limit": limit + 1}
     if cursor is not None:
-        query = query.where(key < decode_cursor(kind, cursor))
-    rows = fetch(query.order_by(key.desc()).limit(limit + 1))
+        parameters["after"] = decode_cursor(kind, cursor)
+    rows = fetch(_page_statement(query, key, cursor is not None), parameters)
     if len(rows) <= limit:
         return Page(list(rows), None)
     page = list(rows[:limit])
     return Page(page, encode_cursor(kind, getattr(page[-1], key.key)))
+
+
+#: Page statements by the query they page through, for as long as that query lives: a
+#: module-level query (the unfiltered item list) is built, and its cache key computed by
+#: SQLAlchemy, once per process instead of on every request.
+_PAGE_STATEMENTS: WeakKeyDictionary[Select[Any], dict[tuple[str, bool], Select[Any]]]
+_PAGE_STATEMENTS = WeakKeyDictionary()
+
+
+def _page_statement(
+    query: Select[Any], key: InstrumentedAttribute[uuid.UUID], resumed: bool
+) -> Select[Any]:
+    """`query` ordered newest first, `:limit` rows, after `:after` when `resumed`."""
+    built = _PAGE_STATEMENTS.setdefault(query, {})
+    statement = built.get((key.key, resumed))
+    if statement is None:
+        paged = query.where(key < bindparam("after")) if resumed else query
+        statement = paged.order_by(key.desc()).limit(bindparam("limit"))
+        built[(key.key, resumed)] = statement
+    return statement
 
 
 def link_header(next_cursor: str | None) -> dict[str, str]:

@@ -16,9 +16,11 @@ from backoffice.database import autocommit
 from backoffice.extensions import db
 
 
-def read_rows(statement: Select[Any]) -> Sequence[Row[Any]]:
+def read_rows(
+    statement: Select[Any], parameters: dict[str, Any] | None = None
+) -> Sequence[Row[Any]]:
     with autocommit(db.engine).connect() as connection:
-        return connection.execute(statement).all()
+        return connection.execute(statement, parameters).all()
 
 
 def read_row(statement: Select[Any], parameters: dict[str, Any] | None = None) -> Row[Any] | None:

@@ -86,9 +86,12 @@ def list_orders(
         query = query.where(Order.user_id == user_id)
     if status is not None:
         query = query.where(Order.status == status)
-    return paginate(
-        "orders", query, Order.id, limit, cursor, fetch=lambda q: db.session.scalars(q).all()
-    )
+    return paginate("orders", query, Order.id, limit, cursor, fetch=_orders_with_lines)
+
+
+def _orders_with_lines(statement: Select[Any], parameters: dict[str, Any]) -> Sequence[Order]:
+    """A page's orders through the session, so each carries its lines."""
+    return db.session.scalars(statement, parameters).all()
 
 
 def cancel_order(
