@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
 
+from backoffice.database import autocommit
 from backoffice.extensions import db
 
 #: `session.info` keys: set while an outer unit of work owns the commit; callbacks to run
@@ -40,6 +44,20 @@ def commit() -> None:
         return
     session.commit()
     _run_after_commit(session)
+
+
+def write_one(statement: Executable, parameters: dict[str, Any]) -> Row[Any]:
+    """Run a write that is a unit of work on its own and return its one `RETURNING` row.
+
+    Alone, it runs in autocommit on a connection of its own: committed when it returns,
+    with no BEGIN or COMMIT round trip and none of the session's bookkeeping (a third of
+    an item create's CPU). Inside `one_transaction()` it joins the shared transaction.
+    """
+    session = _session()
+    if session.info.get(_DEFERRED):
+        return session.execute(statement, parameters).one()
+    with autocommit(db.engine).connect() as connection:
+        return connection.execute(statement, parameters).one()
 
 
 def after_commit(callback: Callable[[], object]) -> None:
