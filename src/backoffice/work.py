@@ -32,7 +32,6 @@ from typing import Any
 import structlog
 from celery import Celery, Task
 from flask import Flask, current_app
-from kombu.exceptions import KombuError
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Row, Table, and_, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -169,7 +168,11 @@ def send(queue: WorkQueue, row_id: uuid.UUID) -> bool:
     celery_app: Celery = current_app.extensions["celery"]
     try:
         celery_app.send_task(queue.task_name, args=[str(row_id)], headers=_log_context())
-    except (KombuError, OSError) as error:
+    except Exception as error:
+        # Not only KombuError and OSError: the embedded broker (kombu's SQLAlchemy
+        # transport) raised IntegrityError when two processes declared its queue at once.
+        # The row is committed; failing the request now would answer 500 for a stored
+        # event.
         log.warning("enqueue_failed", queue=queue.name, id=str(row_id), error=type(error).__name__)
         return False
     table = queue.table

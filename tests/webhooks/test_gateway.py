@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -269,3 +270,31 @@ def test_a_failing_handler_is_retried_then_marked_failed(
     assert event.last_error == "RuntimeError: partner sent nonsense"
     assert event.finished_at is not None
     assert len(calls) == attempts
+
+
+def test_a_broker_failing_with_any_error_still_answers_201_and_leaves_it_to_the_relay(
+    make_app, database_url, tmp_path, in_db
+):
+    """The embedded broker can fail with its database's errors, not kombu's: two processes
+    declaring its queue at once, one got IntegrityError from the queue table's unique name.
+    Here a trigger refuses that insert the same way. The event is committed, so the answer
+    is 201 and the unstamped row waits for the relay, never a 500."""
+    broker = tmp_path / "broker.db"
+    with sqlite3.connect(broker) as connection:
+        connection.executescript(
+            """
+            CREATE TABLE kombu_queue (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(200) UNIQUE);
+            CREATE TRIGGER declared_elsewhere BEFORE INSERT ON kombu_queue
+            BEGIN SELECT RAISE(ABORT, 'UNIQUE constraint failed: kombu_queue.name'); END;
+            """
+        )
+    client = make_app(
+        DATABASE_URL=database_url,
+        WEBHOOK_SECRETS=json.dumps({"acme": SECRET}),
+        CELERY_BROKER_URL=f"sqla+sqlite:///{broker}",
+    ).test_client()
+    body = b'{"type": "ping"}'
+    response = post(client, "/api/webhooks/acme", body, signed(body))
+    assert response.status_code == 201, response.data
+    event = in_db(lambda: db.session.get(WebhookEvent, uuid.UUID(response.json["id"])))
+    assert (event.status, event.enqueued_at) == ("received", None)
