@@ -83,6 +83,28 @@ def process_environment(**settings: str) -> dict[str, str]:
     }
 
 
+def serve_environment(database_url: str, home: Path, port: int, **settings: str) -> dict[str, str]:
+    """What a test gives `deploy/serve`: the test's database, an instance directory and an
+    embedded broker in `home`, the port, and `settings` on top."""
+    return process_environment(
+        DATABASE_URL=database_url,
+        INSTANCE_PATH=str(home),
+        CELERY_BROKER_URL=f"sqla+sqlite:///{home / 'broker.db'}",
+        PORT=str(port),
+        **settings,
+    )
+
+
+def workers_started(log: Path, workers: int = 2) -> int:
+    """How many Granian workers have loaded the app (each logs `Started worker-N`), once
+    `workers` have, or whatever the count is at the deadline."""
+    return eventually(
+        lambda: log.read_text().count("Started worker-"),
+        until=lambda n: n >= workers,
+        timeout=120,
+    )
+
+
 @contextmanager
 def deployed(
     env: Mapping[str, str], port: int, log: Path, *, timeout: float = 120

@@ -11,16 +11,15 @@ import json
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from tests.support import (
     PASSWORD,
     deployed,
-    eventually,
     free_port,
-    process_environment,
+    serve_environment,
+    workers_started,
 )
 
 LIMIT = 5
@@ -33,24 +32,11 @@ def server(app, database_url, tmp_path):
     """`deploy/serve` as `make run` starts it, on the test database; its port."""
     port = free_port()
     assert "RATELIMIT_STORAGE_URI" not in os.environ
-    env = process_environment(
-        DATABASE_URL=database_url,
-        INSTANCE_PATH=str(tmp_path),
-        CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        LOGIN_RATE_LIMIT=LOGIN_RATE_LIMIT,
-        PORT=str(port),
-    )
+    env = serve_environment(database_url, tmp_path, port, LOGIN_RATE_LIMIT=LOGIN_RATE_LIMIT)
     log = tmp_path / "serve.log"
     with deployed(env, port, log):
-        assert _workers_started(log) == 2, log.read_text()
+        assert workers_started(log) == 2, log.read_text()
         yield port
-
-
-def _workers_started(log: Path) -> int:
-    """Granian logs `Started worker-N` once a worker has loaded the app."""
-    return eventually(
-        lambda: log.read_text().count("Started worker-"), until=lambda n: n >= 2, timeout=120
-    )
 
 
 def log_in(port: int, email: str, password: str) -> int:

@@ -23,7 +23,7 @@ from tests.support import (
     deployed,
     eventually,
     free_port,
-    process_environment,
+    serve_environment,
 )
 
 on_postgresql_only = pytest.mark.parametrize(
@@ -41,13 +41,7 @@ BOUND_SECONDS = 1.0
 def server(app, database_url, tmp_path):
     """`deploy/serve` as `make run` starts it (two Granian workers), on the test database."""
     port = free_port()
-    env = process_environment(
-        DATABASE_URL=database_url,
-        INSTANCE_PATH=str(tmp_path),
-        CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        LOG_LEVEL="WARNING",
-        PORT=str(port),
-    )
+    env = serve_environment(database_url, tmp_path, port, LOG_LEVEL="WARNING")
     try:
         with deployed(env, port, tmp_path / "serve.log"):
             yield port

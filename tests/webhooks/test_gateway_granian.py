@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from backoffice.extensions import db
 from backoffice.webhooks.models import WebhookEvent
-from tests.support import deployed, eventually, free_port, process_environment, signed_headers
+from tests.support import deployed, free_port, serve_environment, signed_headers, workers_started
 
 SECRET = "whsec_" + base64.b64encode(b"granian-shared-secret-01234567").decode()
 COPIES = 24
@@ -26,20 +26,14 @@ DISTINCT = 24
 
 @pytest.fixture
 def server(app, database_url, tmp_path):
+    """`deploy/serve` as `make run` starts it (two Granian workers); its port."""
     port = free_port()
-    env = process_environment(
-        DATABASE_URL=database_url,
-        INSTANCE_PATH=str(tmp_path),
-        CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        WEBHOOK_SECRETS=json.dumps({"acme": SECRET}),
-        PORT=str(port),
+    env = serve_environment(
+        database_url, tmp_path, port, WEBHOOK_SECRETS=json.dumps({"acme": SECRET})
     )
     log = tmp_path / "serve.log"
     with deployed(env, port, log):
-        started = eventually(
-            lambda: log.read_text().count("Started worker-"), until=lambda n: n >= 2, timeout=120
-        )
-        assert started == 2, log.read_text()
+        assert workers_started(log) == 2, log.read_text()
         yield port
 
 
