@@ -34,12 +34,17 @@ LOGS = Path(tempfile.gettempdir()) / "backoffice-bench"
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 
+def load_options(parser: argparse.ArgumentParser, rounds: str, duration: str) -> None:
+    """The options every wrk-driven bench takes (`rounds` and `duration`: their help)."""
+    parser.add_argument("--server", choices=SERVERS, default="granian")
+    parser.add_argument("--rounds", type=int, default=2, help=rounds)
+    parser.add_argument("--duration", type=int, default=5, help=duration)
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per endpoint")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--server", choices=SERVERS, default="granian")
-    parser.add_argument("--rounds", type=int, default=2, help="measurements per endpoint")
-    parser.add_argument("--duration", type=int, default=5, help="seconds of load per round")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per endpoint")
+    load_options(parser, rounds="measurements per endpoint", duration="seconds of load per round")
     return parser.parse_args(argv)
 
 

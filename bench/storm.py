@@ -28,11 +28,18 @@ from dataclasses import asdict
 from typing import Any
 
 from backoffice.config import load_settings
-from bench.__main__ import LOGS, app_environment, database_url, prepare, stopping_servers
+from bench.__main__ import (
+    LOGS,
+    app_environment,
+    database_url,
+    load_options,
+    prepare,
+    stopping_servers,
+)
 from bench.apps import backoffice
 from bench.load import Endpoint, Result, combine, parse, warm_up, wrk, wrk_output, wrk_params
 from bench.report import check, machine, write
-from bench.servers import SERVERS, running, settings
+from bench.servers import running, settings
 
 READ_CONNECTIONS = 20
 STORM_CONNECTIONS = 50
@@ -47,10 +54,7 @@ REFUSED_SHARE = 0.95
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.storm", description=__doc__)
-    parser.add_argument("--server", choices=SERVERS, default="granian")
-    parser.add_argument("--rounds", type=int, default=2, help="solo/storm rounds")
-    parser.add_argument("--duration", type=int, default=5, help="seconds of read per measure")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up")
+    load_options(parser, rounds="solo/storm rounds", duration="seconds of read per measure")
     return parser.parse_args(argv)
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import flask_sqlalchemy.session
 import uuid_utils.compat as uuid_utils
 from flask import has_request_context, request
-from sqlalchemy import DateTime, MetaData, TypeDecorator, Uuid
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, Uuid
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
@@ -61,6 +62,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 #: Requests that by HTTP's rules change nothing (RFC 9110 §9.2.1).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def upsert_insert(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """`INSERT` into `table` with the `ON CONFLICT` clauses of the database at hand
+    (PostgreSQL's, or SQLite's: the two this app runs on)."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 @functools.lru_cache(maxsize=8)

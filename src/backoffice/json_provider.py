@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Flask, Request, current_app
+from flask import Flask, Request
 from flask.json.provider import JSONProvider
 from flask.sessions import SessionInterface, SessionMixin
 
 from backoffice.framework_internals import json_response_value
+from backoffice.output import json_answer
 
 
 class OrjsonProvider(JSONProvider):
@@ -20,8 +21,7 @@ class OrjsonProvider(JSONProvider):
         return orjson.loads(s)
 
     def response(self, *args: Any, **kwargs: Any) -> Any:
-        obj = json_response_value(self, args, kwargs)
-        return current_app.response_class(orjson.dumps(obj), mimetype="application/json")
+        return json_answer(json_response_value(self, args, kwargs))
 
 
 class NoSessions(SessionInterface):

@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 import orjson
-from flask import Response
+from flask import Response, current_app
 from pydantic import BaseModel
 from sqlalchemy import Row
 
@@ -33,4 +33,7 @@ def fields_of(row: Row[Any], schema: type[BaseModel]) -> dict[str, Any]:
 
 
 def json_answer(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, mimetype="application/json")
+    """`body` as JSON (orjson): every JSON answer, `jsonify`'s included, is made here."""
+    return current_app.response_class(
+        orjson.dumps(body), status, headers, mimetype="application/json"
+    )

@@ -19,12 +19,11 @@ from typing import Any
 
 from limits.storage import Storage
 from sqlalchemy import Float, String, Table, case, delete, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backoffice.database import Base, autocommit
+from backoffice.database import Base, autocommit, upsert_insert
 from backoffice.extensions import db
 
 
@@ -63,8 +62,9 @@ class DatabaseStorage(Storage):
         return the new count, in one statement, whatever the concurrency."""
         now = time.time()
         engine = self._engine()
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        new = dialect.insert(COUNTERS).values(key=key, count=amount, expires_at=now + expiry)
+        new = upsert_insert(engine.dialect.name, COUNTERS).values(
+            key=key, count=amount, expires_at=now + expiry
+        )
         over = COUNTERS.c.expires_at <= now
         upsert = new.on_conflict_do_update(
             index_elements=[COUNTERS.c.key],

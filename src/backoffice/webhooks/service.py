@@ -20,10 +20,9 @@ from typing import Any
 import orjson
 from flask import Flask, current_app
 from sqlalchemy import Row, Table, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from backoffice import work
-from backoffice.database import autocommit
+from backoffice.database import autocommit, upsert_insert
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
@@ -58,10 +57,10 @@ QUEUE = work.WorkQueue(
 )
 #: A new delivery's insert, by dialect: no row back when `(source, delivery_id)` exists.
 INSERT_NEW = {
-    name: insert(EVENTS)
+    name: upsert_insert(name, EVENTS)
     .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
     .returning(EVENTS.c.id)
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    for name in ("postgresql", "sqlite")
 }
 FIRST_COPY = select(EVENTS.c.id).where(
     EVENTS.c.source == bindparam("source"), EVENTS.c.delivery_id == bindparam("delivery_id")
