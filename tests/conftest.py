@@ -66,16 +66,30 @@ def _metrics_dir() -> Iterator[str]:
     shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
+#: Set to run two checkouts' suites side by side on one PostgreSQL and Redis: a prefix for
+#: the test databases' names, and the first Redis database index this run may use.
+TEST_NAMESPACE = os.environ.get("TEST_NAMESPACE", "")
+TEST_REDIS_FIRST_DB = int(os.environ.get("TEST_REDIS_FIRST_DB", "1"))
+
+
 @pytest.fixture(scope="session")
 def worker_id(request: pytest.FixtureRequest) -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def redis_index(worker_id: str) -> int:
+    """The Redis database this test worker owns (its broker beside PostgreSQL, and its
+    limits in Redis), so concurrent test runs never count in each other's keys nor wipe
+    them."""
+    return TEST_REDIS_FIRST_DB + (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
 
 
 def _postgres_database(worker: str) -> Iterator[str]:
     """A database of this worker's own on the TEST_DATABASE_URL server, dropped afterwards."""
     assert TEST_DATABASE_URL
     server = make_url(normalize_database_url(TEST_DATABASE_URL))
-    name = f"backoffice_test_{worker}"
+    name = f"backoffice_test_{TEST_NAMESPACE}{worker}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
@@ -127,15 +141,14 @@ JOB_LEASE_SECONDS = "3"
 
 @pytest.fixture(scope="session")
 def queue_settings(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, redis_index: int
 ) -> dict[str, str]:
     """The broker the app and its Celery worker share: SQLite beside SQLite, Redis beside
     PostgreSQL (a Redis database of this test worker's own, so runs never mix)."""
     if database_url.startswith("sqlite") or not TEST_REDIS_URL:
         broker = f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.db'}"
     else:
-        index = 1 + (int(worker_id[2:]) if worker_id.startswith("gw") else 0)
-        broker = str(make_url(TEST_REDIS_URL).set(database=str(index)))
+        broker = str(make_url(TEST_REDIS_URL).set(database=str(redis_index)))
     return {
         "CELERY_BROKER_URL": broker,
         "JOB_LEASE_SECONDS": JOB_LEASE_SECONDS,
