@@ -8,7 +8,7 @@ from bench import tools, webhooks
 from bench.database import DEEP_ROWS, Fixtures
 from bench.load import Endpoint
 from bench.reference_flask import PREFILLED, prefilled_id
-from bench.servers import TOY_SERVER
+from bench.servers import BACKOFFICE, TOY_SERVER
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ def backoffice(fixtures: Fixtures) -> App:
     auth = (f"Authorization: Bearer {fixtures.access_token}",)
     return App(
         "backoffice",
-        "backoffice.wsgi:app",
+        BACKOFFICE,
         (
             Endpoint("health", "GET /health", "/health"),
             Endpoint("item", "GET /api/items/<id>", f"/api/items/{fixtures.item_id}", None, auth),

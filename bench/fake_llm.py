@@ -14,7 +14,9 @@ What it does instead, by `--mode` (or `server.mode`, which a test may change at 
 - `garbage`: 200 with a body that is not JSON, or a stream of events that are not;
 - `wrong_shape`: 200 with JSON that is no chat completion (a stream: JSON, not events);
 - `cut`: stream half the answer, then drop the connection;
-- `truncated`: stream half the answer, then end the response cleanly without `[DONE]`.
+- `truncated`: stream half the answer, then end the response cleanly without `[DONE]`;
+- `huge`: answer 20 MB of text (a stream: as one delta);
+- `dribble`: send a whole answer a few bytes at a time, `delay` seconds apart.
 
 With `server.pause_after = n`, a stream stops after n deltas until `server.resume` is set.
 Every request is recorded (`server.received`: path, Authorization header, JSON body,
@@ -35,7 +37,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODES = ("echo", "slow", "error", "garbage", "wrong_shape", "cut", "truncated")
+MODES = ("echo", "slow", "error", "garbage", "wrong_shape", "cut", "truncated", "huge", "dribble")
+#: How long `huge` mode's answer is.
+HUGE_ANSWER = 20 * 1024 * 1024
 #: What `error` mode answers: a test asserts it never reaches a client or a log.
 UPSTREAM_ERROR_TEXT = "fake-upstream-internal-detail: quota exceeded for org-12345"
 #: The longest a paused or slow answer waits for `resume` (a test sets it much sooner).
@@ -128,10 +132,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"object": "chat.completion", "answer": "hi"}).encode())
         elif stream:
             self._stream(body, mode)
+        elif mode == "dribble":
+            self._dribble(json.dumps(self._completion(body)).encode())
         else:
             self._send(200, json.dumps(self._completion(body)).encode())
 
+    def _dribble(self, payload: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        for start in range(0, len(payload), 8):
+            self.wfile.write(payload[start : start + 8])
+            self.wfile.flush()
+            time.sleep(self.server.delay)
+
     def _reply(self, body: dict[str, Any]) -> str:
+        if self.server.mode == "huge":
+            return "x" * HUGE_ANSWER
         users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
         return f"You said: {users[-1] if users else ''}"
 
@@ -188,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         reply = self._reply(body)
-        pieces = re.findall(r"\S+\s*", reply)
+        pieces = [reply] if mode == "huge" else re.findall(r"\S+\s*", reply)
         half = len(pieces) // 2
         base = {
             "id": "chatcmpl-fake",

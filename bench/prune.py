@@ -60,7 +60,7 @@ from bench import ROOT
 from bench.__main__ import app_environment
 from bench.database import flask, recreate
 from bench.report import RESULTS, machine
-from bench.servers import running
+from bench.servers import BACKOFFICE, running
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench_prune"
 EXPIRED = 100_000
@@ -326,7 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {label}\n    " + "\n    ".join(lines), flush=True)
     log = LOGS / "prune-server.log"
     samples: list[Sample] = []
-    with running("granian", "backoffice.wsgi:app", env, log) as base:
+    with running("granian", BACKOFFICE, env, log) as base:
         stop = threading.Event()
         threads = [
             threading.Thread(target=client, args=(base, token, stop, samples))

@@ -25,6 +25,13 @@ TOY_WORKERS = 4
 SERVE = ROOT / "deploy" / "serve"
 GRANIAN_ENV = ROOT / "deploy" / "granian.env"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+#: Backoffice as `deploy/serve` serves it (Granian's ASGI interface, `backoffice.serving`),
+#: and as a WSGI server (Gunicorn) takes it.
+BACKOFFICE = "backoffice.asgi:app"
+BACKOFFICE_WSGI = "backoffice.wsgi:app"
+#: The reference apps are plain WSGI apps: Granian serves them with its WSGI interface and
+#: as many threads as Backoffice's front runs.
+WSGI_UNDER_GRANIAN = {"GRANIAN_INTERFACE": "wsgi", "GRANIAN_BLOCKING_THREADS": "4"}
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
@@ -36,7 +43,8 @@ def command(server: str, target: str, port: int) -> list[str]:
     if server == "gunicorn":
         # One control socket path (~/.gunicorn) would be shared by the three servers.
         conf = ["-c", str(GUNICORN_CONF), "--no-control-socket"]
-        return [sys.executable, "-m", "gunicorn", *conf, target]
+        wsgi_target = BACKOFFICE_WSGI if target == BACKOFFICE else target
+        return [sys.executable, "-m", "gunicorn", *conf, wsgi_target]
     return [str(SERVE)]  # deploy/serve reads APP_TARGET
 
 
@@ -106,6 +114,8 @@ def running(server: str, target: str, env: Mapping[str, str], log: Path) -> Iter
     """Serve `target`, yield its base URL once /health answers; always stop it."""
     port = free_port()
     address = {"HOST": HOST, "PORT": str(port), "GRANIAN_HOST": HOST, "GRANIAN_PORT": str(port)}
+    if target != BACKOFFICE:
+        address.update(WSGI_UNDER_GRANIAN)
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603
             command(server, target, port),

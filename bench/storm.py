@@ -39,7 +39,7 @@ from bench.__main__ import (
 from bench.apps import backoffice
 from bench.load import Endpoint, Result, combine, parse, warm_up, wrk, wrk_output, wrk_params
 from bench.report import check, machine, write
-from bench.servers import running, settings
+from bench.servers import BACKOFFICE, running, settings
 
 READ_CONNECTIONS = 20
 STORM_CONNECTIONS = 50
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     storms: list[Result] = []
     counts: dict[int, int] = {}
     load_before = os.getloadavg()
-    with running(args.server, "backoffice.wsgi:app", env, log) as base:
+    with running(args.server, BACKOFFICE, env, log) as base:
         warm_up(base, read, args.warmup)
         for number in range(1, args.rounds + 1):
             solo.append(wrk(base, read, args.duration, READ_CONNECTIONS))

@@ -15,8 +15,9 @@ ROW = re.compile(r"^\| (`[A-Z][A-Z0-9_*]*`(?:, `[A-Z][A-Z0-9_*]*`)*) \|", re.MUL
 READ = re.compile(r"""environ(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']""")
 #: Set in .env.example, or shown there commented out.
 LISTED = re.compile(r"^#? ?([A-Z][A-Z0-9_]*)=", re.MULTILINE)
-#: Variables we read that belong to the machine, not to the service.
-NOT_SETTINGS = {"PATH"}
+#: Variables we read that belong to the machine, not to the service, and keys of a
+#: request's WSGI environ, which the pattern cannot tell from variables.
+NOT_SETTINGS = {"PATH", "CONTENT_LENGTH", "REQUEST_METHOD"}
 
 
 def table_variables() -> set[str]:

@@ -67,3 +67,14 @@ def test_only_as_many_hops_as_configured_are_trusted(proxied):
 def test_a_negative_count_of_proxies_is_refused_at_start(variable):
     with pytest.raises(ConfigError, match=f"{variable} must be a number of proxies"):
         load_settings({variable: "-1"})
+
+
+@pytest.mark.parametrize("scheme", ["javascript", "data", "HTTPS ", "ftp", ""])
+def test_a_forwarded_scheme_other_than_http_or_https_is_ignored(proxied, scheme):
+    client = proxied(**BEHIND_ONE_PROXY)
+    listed = client.get("/api/items?limit=1", headers={"X-Forwarded-Proto": scheme})
+    assert listed.status_code == 200
+    assert listed.headers["Link"].startswith("<http://localhost/api/items?limit=1&cursor=")
+    assert client.get("/openapi.json", headers={"X-Forwarded-Proto": scheme}).json["servers"] == [
+        {"url": "http://localhost"}
+    ]

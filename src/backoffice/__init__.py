@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from apiflask import APIFlask
-from flask import Flask
 from sqlalchemy import event
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backoffice import housekeeping, metrics, work
 from backoffice.auth import routes as auth
@@ -38,9 +36,11 @@ from backoffice.observability import configure_logging, init_request_logging
 from backoffice.openapi import init_openapi
 from backoffice.orders import routes as orders
 from backoffice.orders import service as orders_service
+from backoffice.proxies import trust_proxies
 from backoffice.queue import celery_init_app
 from backoffice.todos import routes as todos
 from backoffice.tools import routes as tools
+from backoffice.tools.capacity import init_chat_places
 from backoffice.tools.llm import init_chat_gateway
 from backoffice.users import routes as users
 from backoffice.webhooks import routes as webhooks
@@ -73,7 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     tracing_on = bool(app.config["OTEL_EXPORTER_OTLP_ENDPOINT"])
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"], trace_ids=tracing_on)
-    _trust_proxies(app)
+    trust_proxies(app)
 
     db.init_app(app)
     init_dependencies(app)
@@ -91,6 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     init_revocations(app)
     init_tokens(app)
     init_chat_gateway(app)
+    init_chat_places(app)
     init_request_logging(app)
     metrics.init_app(app)
     init_conventions(app)
@@ -102,23 +103,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     celery_init_app(app)
     register_commands(app)
     return app
-
-
-def _trust_proxies(app: Flask) -> None:
-    """Read the client's address, scheme, host and port from the `X-Forwarded-*` headers
-    the configured number of proxies set (none by default): links and the OpenAPI
-    `servers` then name the address the client used, port included. The host is still
-    checked against TRUSTED_HOSTS."""
-    config = app.config
-    hops = [config[f"PROXY_FIX_X_{name}"] for name in ("FOR", "PROTO", "HOST", "PORT")]
-    if any(hops):
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app,
-            x_for=config["PROXY_FIX_X_FOR"],
-            x_proto=config["PROXY_FIX_X_PROTO"],
-            x_host=config["PROXY_FIX_X_HOST"],
-            x_port=config["PROXY_FIX_X_PORT"],
-        )
 
 
 def _init_tracing(app: APIFlask) -> None:

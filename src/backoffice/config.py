@@ -166,6 +166,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", normalize_database_url),
     "API_PREFIX": ("API_PREFIX", _prefix),
     "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
+    "SERVER_THREADS": ("SERVER_THREADS", _number("SERVER_THREADS", int, 1, 256)),
+    "BODY_READ_TIMEOUT": ("BODY_READ_TIMEOUT", _number("BODY_READ_TIMEOUT", float, 0.1, 600)),
     "LOG_LEVEL": ("LOG_LEVEL", lambda v: v.strip().upper()),
     "LOG_JSON": ("LOG_JSON", _bool),
     "DB_POOL_SIZE": ("DB_POOL_SIZE", int),
@@ -213,7 +215,13 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LLM_MODEL": ("LLM_MODEL", str.strip),
     "LLM_TIMEOUT": ("LLM_TIMEOUT", float),
     "LLM_CONNECT_TIMEOUT": ("LLM_CONNECT_TIMEOUT", float),
+    "LLM_DEADLINE": ("LLM_DEADLINE", _number("LLM_DEADLINE", float, 1, 86400)),
     "CHAT_RATE_LIMIT": ("CHAT_RATE_LIMIT", str),
+    "CHAT_CALLS_PER_PROCESS": (
+        "CHAT_CALLS_PER_PROCESS",
+        _number("CHAT_CALLS_PER_PROCESS", int, 1, 255),
+    ),
+    "CHAT_CALLS_PER_USER": ("CHAT_CALLS_PER_USER", _number("CHAT_CALLS_PER_USER", int, 1, 100)),
     "METRICS_TOKEN": ("METRICS_TOKEN", str.strip),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("OTEL_EXPORTER_OTLP_ENDPOINT", _otlp_endpoint),
 }
@@ -230,6 +238,10 @@ class Config:
     API_PREFIX = "/api"
     #: Request bodies larger than this are refused with 413 before they are read.
     MAX_CONTENT_LENGTH = 1024 * 1024
+    #: Threads per server process that run the app (`deploy/serve`; `backoffice.serving`).
+    SERVER_THREADS = 4
+    #: Seconds a client has to send a request's whole body (`deploy/serve`); then 408.
+    BODY_READ_TIMEOUT = 10.0
     LOG_LEVEL = "INFO"
     LOG_JSON = True
     DB_POOL_SIZE = 10
@@ -271,7 +283,9 @@ class Config:
     #: Counted in the application's database, shared by every process (`rate_limits`).
     RATELIMIT_STORAGE_URI = f"{DatabaseStorage.STORAGE_SCHEME[0]}://"
     RATELIMIT_STRATEGY = "fixed-window"
-    RATELIMIT_HEADERS_ENABLED = True
+    #: Off: a limited view's every answer would carry the window's end as Retry-After; the
+    #: 429 of a breached limit says it itself (`errors.handle_http_exception`).
+    RATELIMIT_HEADERS_ENABLED = False
     #: Where revoked tokens are kept: "" for the database, or a redis:// URL.
     REDIS_URL = ""
     #: Keep what the database says about tokens and API keys in each process, kept current
@@ -321,8 +335,15 @@ class Config:
     LLM_TIMEOUT = 30.0
     #: Seconds to wait for a connection to the model server.
     LLM_CONNECT_TIMEOUT = 5.0
+    #: Seconds a whole chat call may take, streamed or not (then 504, or an `error` event).
+    LLM_DEADLINE = 300.0
     #: Chat calls allowed per user (Flask-Limiter notation), in RATELIMIT_STORAGE_URI.
     CHAT_RATE_LIMIT = "20 per minute"
+    #: Chat calls in flight per server process: fewer than SERVER_THREADS, so the other
+    #: requests always find a thread (`tools.capacity`). The next one: 503, at once.
+    CHAT_CALLS_PER_PROCESS = 2
+    #: Chat calls in flight per user, across every process. The next one: 429.
+    CHAT_CALLS_PER_USER = 2
 
     # Metrics (metrics.py)
     #: The bearer token `GET /metrics` wants; "" leaves the endpoint off (404).
@@ -372,6 +393,12 @@ class Config:
         for timeout in ("LLM_TIMEOUT", "LLM_CONNECT_TIMEOUT"):
             if not 0 < settings[timeout] <= 3600:
                 raise ConfigError(f"{timeout} must be a number of seconds between 0 and 3600")
+        if settings["CHAT_CALLS_PER_PROCESS"] >= settings["SERVER_THREADS"]:
+            raise ConfigError(
+                f"CHAT_CALLS_PER_PROCESS ({settings['CHAT_CALLS_PER_PROCESS']}) must be lower "
+                f"than SERVER_THREADS ({settings['SERVER_THREADS']}): chat calls waiting on the "
+                "model server would otherwise hold every thread, and every other request wait"
+            )
         if len(settings["LLM_MODEL"]) > 200:
             raise ConfigError("LLM_MODEL must be at most 200 characters")
         if settings["CORS_ORIGINS"] == ["*"] and settings["CORS_ALLOW_CREDENTIALS"]:

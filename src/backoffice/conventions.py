@@ -2,6 +2,9 @@
 
 - a view that declares a JSON body gets one: 415 for another Content-Type, 400 for
   malformed JSON or a JSON value that is not an object;
+- a body that did not arrive within BODY_READ_TIMEOUT (the server's front says so) is a
+  408, and the connection is closed;
+- a method is spelled in capitals, as HTTP defines it: `get` is not `GET` (405);
 - a body is never longer than MAX_CONTENT_LENGTH, whether its length was announced or it
   was streamed (chunked): 413 either way;
 - a header holding U+0000 (NUL), which PostgreSQL cannot store or compare, is a 400
@@ -21,13 +24,14 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.http import quote_etag
 from werkzeug.routing import BaseConverter
 
 from backoffice.database import SAFE_METHODS
-from backoffice.errors import BadRequest, UnsupportedMediaType
+from backoffice.errors import BadRequest, RequestTimeout, UnsupportedMediaType
 from backoffice.framework_internals import declared_view_spec
+from backoffice.serving import BODY_TIMED_OUT
 from backoffice.storable import NUL
 
 #: What an `If-Match` naming no version of the resource becomes. Versions start at 1, so
@@ -61,6 +65,26 @@ def _declared_body_types() -> list[str]:
         return []
     declared = spec.get("content_type") or []
     return [declared] if isinstance(declared, str) else list(declared)
+
+
+def refuse_incomplete_body() -> None:
+    """The server's front gave up waiting for the body (`backoffice.serving`): 408, and
+    the connection is not used again (the rest of the body may still be on its way)."""
+    seconds = request.environ.get(BODY_TIMED_OUT)
+    if seconds is not None:
+        raise RequestTimeout(
+            f"The request body did not arrive within {seconds:g} seconds.",
+            headers={"Connection": "close"},
+        )
+
+
+def refuse_lowercase_method() -> None:
+    """Werkzeug upper-cases the method it is given, so `get` would be served as `GET`;
+    HTTP methods are case-sensitive, and no method of this API is spelled that way."""
+    method = request.environ.get("REQUEST_METHOD", "")
+    if method != request.method and request.routing_exception is None:
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        raise MethodNotAllowed(valid_methods=sorted(adapter.allowed_methods()))
 
 
 def refuse_nul_in_headers() -> None:
@@ -186,6 +210,8 @@ def not_modified(etag: str) -> Response | None:
 
 def init_conventions(app: Flask) -> None:
     app.url_map.converters["uuid"] = StrictUUIDConverter
+    app.before_request(refuse_incomplete_body)
+    app.before_request(refuse_lowercase_method)
     app.before_request(refuse_nul_in_headers)
     app.before_request(read_streamed_body)
     app.before_request(require_json_object)

@@ -9,6 +9,7 @@ the status needs (`Allow`, `WWW-Authenticate`, `Retry-After`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -17,10 +18,12 @@ import structlog
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import Response, current_app, g, request
+from flask_limiter import RateLimitExceeded
 from sqlalchemy.exc import StatementError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
+from backoffice.extensions import limiter
 from backoffice.framework_internals import is_validation_error
 
 log = structlog.get_logger(__name__)
@@ -70,6 +73,10 @@ class NotFound(APIError):
 
     def __init__(self, resource: str, resource_id: object) -> None:
         super().__init__(f"{resource} {resource_id} was not found")
+
+
+class RequestTimeout(APIError):
+    status, slug = 408, "request-timeout"
 
 
 class Conflict(APIError):
@@ -240,7 +247,19 @@ def handle_http_exception(error: HTTPException) -> Response | HTTPException:
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     if error.response is not None:  # e.g. a 429 carrying its own Retry-After
         headers.update({k: v for k, v in error.response.headers if k.lower() == "retry-after"})
+    if isinstance(error, RateLimitExceeded):
+        headers["Retry-After"] = str(_until_window_resets())
     return problem(error.code, detail=error.description, headers=headers)
+
+
+def _until_window_resets() -> int:
+    """Whole seconds until the breached limit's window ends. (Flask-Limiter's own headers
+    are off: it would put the window's end in the Retry-After of every answer of a limited
+    view, a 503 `model-server-busy` or a 200 included.)"""
+    current = limiter.current_limit
+    if current is None:
+        return 1
+    return max(1, int(current.reset_at - time.time()))
 
 
 class DatabaseErrorRedacted(Exception):

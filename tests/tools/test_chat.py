@@ -171,7 +171,7 @@ class FailsToConnectOnce(httpx.HTTPTransport):
 
 def test_a_refused_connection_is_retried_once_and_then_answered(fake_llm):
     transport = FailsToConnectOnce()
-    gateway = ChatGateway(fake_llm.url, LLM_KEY, MODEL, 5, 5, transport=transport)
+    gateway = ChatGateway(fake_llm.url, LLM_KEY, MODEL, 5, 5, 60, transport=transport)
     try:
         completion = gateway.complete([{"role": "user", "content": "again"}])
     finally:

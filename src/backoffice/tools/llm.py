@@ -7,6 +7,12 @@ shape or no connection at all (502). The model server's own error text and our A
 never leave it, neither in a problem nor in a log line. Every call writes one `llm_call`
 log line with the upstream status, the latency, the attempts and the outcome.
 
+Bounds: `LLM_TIMEOUT` for each wait on the model server (the answer, a stream's next
+bytes), and `LLM_DEADLINE` for the whole call, checked as each piece arrives: a call ends
+at the latest `LLM_DEADLINE + LLM_TIMEOUT` after it began, however the server dribbles.
+An answer is at most `MAX_ANSWER_BYTES`, streamed or not, counted as it arrives (a stream
+is split into lines here, so a 20 MB line is refused at 4 MiB, not held whole first).
+
 Retries: one, and only when the connection could not be made (`httpx.ConnectError`: the
 request was never sent). A timeout or a failure after the request went out is not
 retried: the model server may be working on it, and the tokens are spent either way.
@@ -14,11 +20,13 @@ retried: the model server may be working on it, and the tokens are spent either 
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar, cast
@@ -35,7 +43,8 @@ from backoffice.errors import APIError, ServiceUnavailable
 log = structlog.get_logger(__name__)
 
 COMPLETIONS_PATH = "/v1/chat/completions"
-#: A non-streamed answer larger than this is refused (502) rather than held in memory.
+#: An answer larger than this is refused (502; a stream ends with an `error` event) rather
+#: than held in memory or relayed.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 #: Per process. A Granian worker serves 4 requests at a time, so this is never the limit;
 #: it only bounds what a runaway could open.
@@ -75,6 +84,14 @@ class ModelServerError(APIError):
 
 class ModelServerTimeout(APIError):
     status, slug = 504, "model-server-timeout"
+
+
+class CallDeadlinePassed(ModelServerTimeout):
+    def __init__(self, deadline: float) -> None:
+        super().__init__(
+            f"The model server did not finish the answer within {deadline:g} seconds "
+            "(LLM_DEADLINE)."
+        )
 
 
 # --- what the model server answers ----------------------------------------------------
@@ -201,10 +218,13 @@ class ChatGateway:
         model: str,
         timeout: float,
         connect_timeout: float,
+        deadline: float,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
         self.model = model
+        #: Seconds a whole call may take (LLM_DEADLINE).
+        self.deadline = deadline
         self._api_key = api_key
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout)
         #: For tests that need a connection to fail: a transport wrapping the real one.
@@ -221,11 +241,16 @@ class ChatGateway:
             config["LLM_MODEL"],
             config["LLM_TIMEOUT"],
             config["LLM_CONNECT_TIMEOUT"],
+            config["LLM_DEADLINE"],
         )
 
     @property
     def configured(self) -> bool:
         return bool(self.base_url and self.model)
+
+    def require_configured(self) -> None:
+        if not self.configured:
+            raise ChatNotConfigured
 
     def http_client(self) -> httpx.Client:
         """This process's client, made on first use: a server that forks its workers after
@@ -256,7 +281,7 @@ class ChatGateway:
         with self._call(stream=False) as call:
             response = self._send(messages, call, stream=False)
             try:
-                body = _read_capped(response)
+                body = b"".join(self._bounded(response, call))
             finally:
                 response.close()
             completion = _parse(_Completion, body)
@@ -280,7 +305,7 @@ class ChatGateway:
                     raise ModelServerError("The model server did not answer with a stream.")
                 yield None
                 usage: _Usage | None = None
-                for data in _event_data(response.iter_lines()):
+                for data in _event_data(_lines(self._bounded(response, call))):
                     if data == "[DONE]":
                         break
                     chunk = _parse(_Chunk, data)
@@ -297,8 +322,7 @@ class ChatGateway:
             yield call.usage
 
     def _send(self, messages: list[Message], call: _CallLog, *, stream: bool) -> httpx.Response:
-        if not self.configured:
-            raise ChatNotConfigured
+        self.require_configured()
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": stream}
         if stream:
             body["stream_options"] = {"include_usage": True}
@@ -325,6 +349,18 @@ class ChatGateway:
             response.close()
             raise ModelServerError("The model server answered with an error.")
         return response
+
+    def _bounded(self, response: httpx.Response, call: _CallLog) -> Iterator[bytes]:
+        """The answer's bytes as they arrive, ended with our problem once there are more
+        than `MAX_ANSWER_BYTES` of them or the call's deadline has passed."""
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise ModelServerError("The model server's answer was too large.")
+            if time.perf_counter() - call.started > self.deadline:
+                raise CallDeadlinePassed(self.deadline)
+            yield chunk
 
     @contextmanager
     def _call(self, *, stream: bool) -> Iterator[_CallLog]:
@@ -357,6 +393,9 @@ class ChatGateway:
         except ModelServerError as error:
             call.outcome, call.reason = "failed", error.detail
             raise
+        except CallDeadlinePassed:
+            call.outcome, call.reason = "timed_out", "deadline"
+            raise
         except GeneratorExit:
             call.outcome = "cancelled"  # the client went away mid-stream
             raise
@@ -383,13 +422,28 @@ class ChatGateway:
         )
 
 
-def _read_capped(response: httpx.Response) -> bytes:
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            raise ModelServerError("The model server's answer was too large.")
-    return bytes(body)
+#: Where a line of an event stream ends (CRLF, LF or CR: the server-sent events rule).
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a UTF-8 event stream, as its bytes arrive."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending: list[str] = []
+    for chunk in chunks:
+        text = decoder.decode(chunk)
+        if "\n" not in text and "\r" not in text:
+            pending.append(text)
+            continue
+        text = "".join((*pending, text))
+        # A CR at the very end may be the first half of a CRLF: keep it for what follows.
+        cut = len(text) - 1 if text.endswith("\r") else len(text)
+        *complete, rest = _LINE_END.split(text[:cut])
+        yield from complete
+        pending = [rest + text[cut:]]
+    rest = "".join(pending) + decoder.decode(b"", final=True)
+    if rest:
+        yield from _LINE_END.split(rest.removesuffix("\r"))
 
 
 def init_chat_gateway(app: Flask) -> None:

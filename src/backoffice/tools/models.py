@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
@@ -45,3 +46,22 @@ class ChatUsage(ResourceMixin, Base):
             "outcome IN ('completed', 'failed', 'timed_out', 'cancelled')", name="outcome_known"
         ),
     )
+
+
+class ChatCall(Base):
+    """A chat call in flight, holding one of its user's `CHAT_CALLS_PER_USER` places.
+
+    A place is a row keyed by (user, slot), so two processes can never take the same one
+    (the primary key decides); the call deletes it when it ends. `expires_at` frees the
+    place of a process that died mid-call: no call outlives it (`tools.capacity`).
+    """
+
+    __tablename__ = "chat_calls"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(primary_key=True)
+    #: Which call holds it: only that call gives it back.
+    holder: Mapped[uuid.UUID]
+    expires_at: Mapped[datetime]

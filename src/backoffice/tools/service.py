@@ -19,6 +19,7 @@ from backoffice import transactions
 from backoffice.errors import ValidationFailed
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
+from backoffice.tools.capacity import Place, take_place
 from backoffice.tools.llm import (
     Message,
     ModelServerError,
@@ -78,14 +79,19 @@ def _outcome(error: ModelServerError | ModelServerTimeout) -> ChatOutcome:
 
 
 def chat(user_id: uuid.UUID, message: str, system: str | None = None) -> ChatReply:
-    """Ask the model and wait for the whole answer."""
+    """Ask the model and wait for the whole answer, in one of the places calls may hold
+    (`tools.capacity`)."""
     gateway = chat_gateway()
+    gateway.require_configured()
+    place = take_place(user_id)
     started = time.perf_counter()
     try:
         completion = gateway.complete(_messages(message, system))
     except (ModelServerError, ModelServerTimeout) as error:
         record_usage(user_id, gateway.model, False, _outcome(error), TokenUsage(), started)
         raise
+    finally:
+        place.release()
     record_usage(user_id, gateway.model, False, ChatOutcome.COMPLETED, completion.usage, started)
     return ChatReply(message, completion.content, completion.usage.total_tokens)
 
@@ -95,20 +101,22 @@ class ChatStream:
 
     Iterating raises `ModelServerError` or `ModelServerTimeout` when the model server
     fails part-way. `close()` ends the upstream request however far it got (the client went
-    away); the call's usage is recorded exactly once, in an app context of its own, so it
-    does not matter who calls `close()` or when.
+    away); the call's usage is recorded and its place given back exactly once, in an app
+    context of its own, so it does not matter who calls `close()` or when.
     """
 
     def __init__(
         self,
         app: Flask,
         parts: Generator[StreamPart, None, None],
+        place: Place,
         user_id: uuid.UUID,
         model: str,
         started: float,
     ) -> None:
         self._app = app
         self._parts = parts
+        self._place = place
         self._user_id = user_id
         self._model = model
         self._started = started
@@ -143,21 +151,30 @@ class ChatStream:
             return
         self._ended = True
         with self._app.app_context():
-            record_usage(self._user_id, self._model, True, outcome, self._usage, self._started)
+            try:
+                record_usage(self._user_id, self._model, True, outcome, self._usage, self._started)
+            finally:
+                self._place.release()
 
 
 def chat_stream(user_id: uuid.UUID, message: str, system: str | None = None) -> ChatStream:
     """Ask the model for a streamed answer. Problems before the first delta (not
     configured, unreachable, an error status, a timeout) are raised here."""
     gateway = chat_gateway()
+    gateway.require_configured()
+    place = take_place(user_id)
     started = time.perf_counter()
     try:
         parts = gateway.open_stream(_messages(message, system))
     except (ModelServerError, ModelServerTimeout) as error:
+        place.release()
         record_usage(user_id, gateway.model, True, _outcome(error), TokenUsage(), started)
         raise
+    except BaseException:
+        place.release()
+        raise
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    return ChatStream(app, parts, user_id, gateway.model, started)
+    return ChatStream(app, parts, place, user_id, gateway.model, started)
 
 
 # --- usage ------------------------------------------------------------------------

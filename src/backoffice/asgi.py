@@ -1,0 +1,13 @@
+"""The entry point `deploy/serve` gives Granian: `backoffice.asgi:app`, the WSGI app behind
+the front that reads each request whole before it takes a thread (`backoffice.serving`)."""
+
+from backoffice.serving import ThreadedWSGI
+from backoffice.startup import app_from_environment
+
+flask_app = app_from_environment()
+app = ThreadedWSGI(
+    flask_app,
+    threads=flask_app.config["SERVER_THREADS"],
+    body_timeout=flask_app.config["BODY_READ_TIMEOUT"],
+    max_body=flask_app.config["MAX_CONTENT_LENGTH"],
+)
