@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 # or the environment (or .env, for make run). After `make install` every tool the README
 # shows is in .venv/bin, with or without uv on the PATH.
 
-.PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune bench-storm profile install migrate clean
+.PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation profile install migrate clean
 
 run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run python -m backoffice.run
@@ -43,6 +43,9 @@ bench-prune: install ## Retention: prune 100,000 expired idempotency records und
 
 bench-storm: install ## The item read beside a login storm of wrong passwords, solo and during (PostgreSQL)
 	$(UV) run python -m bench.storm $(BENCH_ARGS)
+
+bench-isolation: install ## The item read beside slow bodies and held chat streams (PostgreSQL)
+	$(UV) run python -m bench.isolation $(BENCH_ARGS)
 
 # PYTHONHASHSEED fixed: the call counts then do not depend on a set's iteration order.
 profile: install ## In-process CPU per request and its breakdown, with call counts (PostgreSQL)
