@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from backoffice.config import DEFAULT_SECRET_KEY, ConfigError, load_settings
@@ -170,6 +172,18 @@ def test_a_refused_setting_is_one_line_naming_the_variable(environ, variable):
     assert variable in message
     assert "\n" not in message
     assert "hunter2" not in message  # a URL's password is never repeated
+
+
+@pytest.mark.parametrize("value", ["0", "0.05", "301", "soon", "nan"])
+def test_the_auth_cache_max_age_is_bounded(value):
+    refused = re.escape("AUTH_CACHE_MAX_AGE must be a number from 0.1 to 300")
+    with pytest.raises(ConfigError, match=refused):
+        load_settings({"APP_ENV": "testing", "AUTH_CACHE_MAX_AGE": value})
+
+
+def test_the_auth_cache_max_age_defaults_to_five_seconds():
+    assert load_settings({})["AUTH_CACHE_MAX_AGE"] == 5.0
+    assert load_settings({"AUTH_CACHE_MAX_AGE": "0.5"})["AUTH_CACHE_MAX_AGE"] == 0.5
 
 
 def test_rate_limits_are_counted_in_the_database_by_default():

@@ -188,6 +188,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
     "REDIS_URL": ("REDIS_URL", str),
     "AUTH_CACHE": ("AUTH_CACHE", _bool),
+    "AUTH_CACHE_MAX_AGE": ("AUTH_CACHE_MAX_AGE", _number("AUTH_CACHE_MAX_AGE", float, 0.1, 300)),
     "PASSWORD_HASH_TIME_COST": ("PASSWORD_HASH_TIME_COST", int),
     "PASSWORD_HASH_MEMORY_COST": ("PASSWORD_HASH_MEMORY_COST", int),
     "PASSWORD_HASH_PARALLELISM": ("PASSWORD_HASH_PARALLELISM", int),
@@ -277,6 +278,9 @@ class Config:
     #: Keep what the database says about tokens and API keys in each process, kept current
     #: by the database's notifications (PostgreSQL only; `auth.token_states`).
     AUTH_CACHE = True
+    #: Seconds an entry of that cache is trusted without asking the database again: the
+    #: bound on a change no trigger announced (replication, triggers bypassed).
+    AUTH_CACHE_MAX_AGE = 5.0
     # argon2id parameters (RFC 9106's second recommended option by default).
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_COST = 64 * 1024

@@ -134,7 +134,9 @@ VERIFIED_TOKENS = 4096
 def init_tokens(app: Flask) -> None:
     app.extensions["verified_tokens"] = VerifiedTokens(VERIFIED_TOKENS)
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    app.extensions["token_states"] = token_states_for(url, app.config["AUTH_CACHE"])
+    app.extensions["token_states"] = token_states_for(
+        url, app.config["AUTH_CACHE"], app.config["AUTH_CACHE_MAX_AGE"]
+    )
 
 
 def token_states() -> TokenStates | None:
