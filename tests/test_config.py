@@ -157,7 +157,7 @@ def test_retention_settings_default_to_the_documented_values():
     [
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
         ({"DATABASE_URL": "mysql://app:hunter2@db/app"}, "DATABASE_URL"),  # no driver here
-        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "REDIS_URL"),
         ({"RATELIMIT_STORAGE_URI": "sql://"}, "RATELIMIT_STORAGE_URI"),
         ({"MAX_CONTENT_LENGTH": "lots"}, "MAX_CONTENT_LENGTH"),
         ({"LOG_JSON": "maybe"}, "LOG_JSON"),
@@ -184,6 +184,23 @@ def test_the_auth_cache_max_age_is_bounded(value):
 def test_the_auth_cache_max_age_defaults_to_five_seconds():
     assert load_settings({})["AUTH_CACHE_MAX_AGE"] == 5.0
     assert load_settings({"AUTH_CACHE_MAX_AGE": "0.5"})["AUTH_CACHE_MAX_AGE"] == 0.5
+
+
+@pytest.mark.parametrize("profile", ["development", "testing", "production"])
+def test_redis_url_is_refused_now_that_revoked_tokens_live_in_the_database(profile):
+    """An operator who set it is told why it is no longer read, in one line, rather than
+    left to believe revocations are in Redis."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"APP_ENV": profile, "REDIS_URL": "redis://cache:6379/1"})
+    assert str(refused.value) == (
+        "REDIS_URL is no longer read: revoked tokens live in the database, which keeps them "
+        "through any Redis restart; unset it (rate limits in Redis: RATELIMIT_STORAGE_URI)"
+    )
+
+
+def test_an_empty_redis_url_sets_nothing_and_is_let_be():
+    settings = load_settings({"REDIS_URL": " "})
+    assert "REDIS_URL" not in settings
 
 
 def test_rate_limits_are_counted_in_the_database_by_default():

@@ -186,7 +186,6 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
     "SIGNUP_RATE_LIMIT": ("SIGNUP_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
-    "REDIS_URL": ("REDIS_URL", str),
     "AUTH_CACHE": ("AUTH_CACHE", _bool),
     "AUTH_CACHE_MAX_AGE": ("AUTH_CACHE_MAX_AGE", _number("AUTH_CACHE_MAX_AGE", float, 0.1, 300)),
     "PASSWORD_HASH_TIME_COST": ("PASSWORD_HASH_TIME_COST", int),
@@ -217,6 +216,14 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CHAT_RATE_LIMIT": ("CHAT_RATE_LIMIT", str),
     "METRICS_TOKEN": ("METRICS_TOKEN", str.strip),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("OTEL_EXPORTER_OTLP_ENDPOINT", _otlp_endpoint),
+}
+#: Variables no longer read, and the one line that refuses a process started with one
+#: set: an operator who set it is told, not silently ignored.
+RETIRED = {
+    "REDIS_URL": (
+        "REDIS_URL is no longer read: revoked tokens live in the database, which keeps them "
+        "through any Redis restart; unset it (rate limits in Redis: RATELIMIT_STORAGE_URI)"
+    ),
 }
 
 
@@ -273,8 +280,6 @@ class Config:
     RATELIMIT_STORAGE_URI = f"{DatabaseStorage.STORAGE_SCHEME[0]}://"
     RATELIMIT_STRATEGY = "fixed-window"
     RATELIMIT_HEADERS_ENABLED = True
-    #: Where revoked tokens are kept: "" for the database, or a redis:// URL.
-    REDIS_URL = ""
     #: Keep what the database says about tokens and API keys in each process, kept current
     #: by the database's notifications (PostgreSQL only; `auth.token_states`).
     AUTH_CACHE = True
@@ -337,6 +342,9 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
         """The profile's defaults, overridden by whatever `environ` sets, validated."""
+        for variable, refusal in RETIRED.items():
+            if environ.get(variable, "").strip():
+                raise ConfigError(refusal)
         settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
         for variable, (key, parse) in ENVIRONMENT.items():
             if variable in environ:
@@ -359,8 +367,6 @@ class Config:
         """Refuse settings no profile can run with."""
         if settings["SQLALCHEMY_DATABASE_URI"]:
             _check_database_url(settings["SQLALCHEMY_DATABASE_URI"])
-        if settings["REDIS_URL"] and not settings["REDIS_URL"].startswith(REDIS_SCHEMES):
-            raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
         scheme = settings["RATELIMIT_STORAGE_URI"].partition("://")[0]
         if scheme not in (*DatabaseStorage.STORAGE_SCHEME, "memory") and not scheme.startswith(
             ("redis", "valkey")
@@ -399,9 +405,6 @@ class Config:
                 parse_limit(settings[limit])
             except ValueError:
                 raise ConfigError(f"{limit} must read like '5 per minute'") from None
-
-
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _check_database_url(url: str) -> None:
