@@ -194,7 +194,8 @@ def test_redis_url_is_refused_now_that_revoked_tokens_live_in_the_database(profi
         load_settings({"APP_ENV": profile, "REDIS_URL": "redis://cache:6379/1"})
     assert str(refused.value) == (
         "REDIS_URL is no longer read: revoked tokens live in the database, which keeps them "
-        "through any Redis restart; unset it (rate limits in Redis: RATELIMIT_STORAGE_URI)"
+        "through any Redis restart; unset it, then copy those Redis holds with "
+        "`flask auth import-revocations <its URL>` (rate limits in Redis: RATELIMIT_STORAGE_URI)"
     )
 
 

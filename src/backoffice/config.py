@@ -222,7 +222,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
 RETIRED = {
     "REDIS_URL": (
         "REDIS_URL is no longer read: revoked tokens live in the database, which keeps them "
-        "through any Redis restart; unset it (rate limits in Redis: RATELIMIT_STORAGE_URI)"
+        "through any Redis restart; unset it, then copy those Redis holds with "
+        "`flask auth import-revocations <its URL>` (rate limits in Redis: RATELIMIT_STORAGE_URI)"
     ),
 }
 

@@ -17,7 +17,7 @@ from backoffice.extensions import db
 from backoffice.users.models import User
 from tests.auth import tokens
 from tests.auth.racing import all_at_once
-from tests.support import PASSWORD, assert_problem, login
+from tests.support import PASSWORD, assert_problem, count_rows, login
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -339,3 +339,51 @@ def test_ended_sessions_stay_ended_when_redis_loses_its_data(
         tokens.claims_of(spent["refresh_token"])["jti"],
         f"family:{families[1]}",
     }
+
+
+@pytest.mark.parametrize("store", ["redis"] if os.environ.get("TEST_REDIS_URL") else [])
+def test_the_revocations_an_earlier_version_kept_in_redis_are_carried_over(
+    request, app, database_url, make_app, member, in_db, store
+):
+    """Upgrading from a version that kept revocations in Redis (`REDIS_URL`) must not bring
+    the sessions it ended back: `flask auth import-revocations` copies them, with their
+    expiry, and running it again changes nothing."""
+    redis_url = request.getfixturevalue("redis_url")
+    checker = make_app(DATABASE_URL=database_url, AUTH_CACHE="false").test_client()
+    ended = login(checker, member)
+    family = f"family:{tokens.claims_of(ended['access_token'])['fam']}"
+    kept = datetime(2030, 1, 1, tzinfo=UTC)
+    with app.app_context():
+        db.session.add(RevokedToken(jti="revoked-in-both", expires_at=kept))
+        db.session.commit()
+    with redis.Redis.from_url(redis_url) as server:  # as the earlier version wrote them
+        server.flushdb()  # this test worker's own database
+        server.set(f"backoffice:revoked:{family}", 1, ex=3600)
+        server.set("backoffice:revoked:spent-refresh-jti", 1, ex=600)
+        server.set("backoffice:revoked:revoked-in-both", 1, ex=600)
+        server.set("ratelimit:something-else", 1)
+    assert me(checker, ended["access_token"]).status_code == 200  # the database knew nothing
+
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["auth", "import-revocations", redis_url])
+    assert first.exit_code == 0, first.output
+    assert first.output == "Redis held 3 revocations; 2 were new to the database.\n"
+    assert_problem(me(checker, ended["access_token"]), 401)
+    assert_problem(refresh(checker, ended["refresh_token"]), 401)
+    rows = in_db(lambda: {r.jti: r.expires_at for r in db.session.scalars(select(RevokedToken))})
+    assert set(rows) == {family, "spent-refresh-jti", "revoked-in-both"}
+    assert 3590 <= (rows[family] - datetime.now(UTC)).total_seconds() <= 3600
+    assert rows["revoked-in-both"] == kept  # left as it was
+    again = runner.invoke(args=["auth", "import-revocations", redis_url])
+    assert again.output == "Redis held 3 revocations; 0 were new to the database.\n"
+
+
+def test_importing_revocations_from_a_redis_that_does_not_answer_fails_and_changes_nothing(
+    app, in_db
+):
+    answer = app.test_cli_runner().invoke(
+        args=["auth", "import-revocations", "redis://:hunter2@127.0.0.1:1/0"]
+    )
+    assert answer.exit_code == 1
+    assert answer.output == "Error: Redis did not answer (ConnectionError).\n"
+    assert in_db(lambda: count_rows(RevokedToken)) == 0
