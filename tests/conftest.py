@@ -237,16 +237,12 @@ def worker(start_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.P
 
 
 def _close(app: APIFlask) -> None:
-    """Close what an app holds open: its token-state listener, its database pool and, if
-    any, its Redis client."""
+    """Close what an app holds open: its token-state listener and its database pool."""
     states = app.extensions.get("token_states")
     if states is not None:
         states.stop()
     with app.app_context():
         db.engine.dispose()
-    client = getattr(app.extensions.get("revocations"), "client", None)
-    if client is not None:
-        client.close()
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ def target(app, make_app, database_url, queue_settings, member, client):
         DATABASE_URL=database_url,
         WEBHOOK_SECRETS=json.dumps({"acme": SECRET}),
         LOGIN_RATE_LIMIT=profile.LOGIN_LIMIT,
+        AUTH_CACHE_MAX_AGE=profile.CACHE_MAX_AGE,
         **queue_settings,
     )
     created = client.post("/api/items", json={"name": "Widget", "quantity": 3})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from backoffice.config import DEFAULT_SECRET_KEY, ConfigError, load_settings
@@ -155,7 +157,7 @@ def test_retention_settings_default_to_the_documented_values():
     [
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
         ({"DATABASE_URL": "mysql://app:hunter2@db/app"}, "DATABASE_URL"),  # no driver here
-        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "REDIS_URL"),
         ({"RATELIMIT_STORAGE_URI": "sql://"}, "RATELIMIT_STORAGE_URI"),
         ({"MAX_CONTENT_LENGTH": "lots"}, "MAX_CONTENT_LENGTH"),
         ({"LOG_JSON": "maybe"}, "LOG_JSON"),
@@ -170,6 +172,36 @@ def test_a_refused_setting_is_one_line_naming_the_variable(environ, variable):
     assert variable in message
     assert "\n" not in message
     assert "hunter2" not in message  # a URL's password is never repeated
+
+
+@pytest.mark.parametrize("value", ["0", "0.05", "301", "soon", "nan"])
+def test_the_auth_cache_max_age_is_bounded(value):
+    refused = re.escape("AUTH_CACHE_MAX_AGE must be a number from 0.1 to 300")
+    with pytest.raises(ConfigError, match=refused):
+        load_settings({"APP_ENV": "testing", "AUTH_CACHE_MAX_AGE": value})
+
+
+def test_the_auth_cache_max_age_defaults_to_five_seconds():
+    assert load_settings({})["AUTH_CACHE_MAX_AGE"] == 5.0
+    assert load_settings({"AUTH_CACHE_MAX_AGE": "0.5"})["AUTH_CACHE_MAX_AGE"] == 0.5
+
+
+@pytest.mark.parametrize("profile", ["development", "testing", "production"])
+def test_redis_url_is_refused_now_that_revoked_tokens_live_in_the_database(profile):
+    """An operator who set it is told why it is no longer read, in one line, rather than
+    left to believe revocations are in Redis."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"APP_ENV": profile, "REDIS_URL": "redis://cache:6379/1"})
+    assert str(refused.value) == (
+        "REDIS_URL is no longer read: revoked tokens live in the database, which keeps them "
+        "through any Redis restart; unset it, then copy those Redis holds with "
+        "`flask auth import-revocations <its URL>` (rate limits in Redis: RATELIMIT_STORAGE_URI)"
+    )
+
+
+def test_an_empty_redis_url_sets_nothing_and_is_let_be():
+    settings = load_settings({"REDIS_URL": " "})
+    assert "REDIS_URL" not in settings
 
 
 def test_rate_limits_are_counted_in_the_database_by_default():

@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,12 +86,9 @@ def redis_server(tmp_path, make_app, database_url) -> Iterator[ThrowawayRedis]:
 
 @pytest.fixture
 def redis_app(make_app, database_url, queue_settings, redis_server):
-    """An app keeping revoked tokens and login attempts in the throwaway Redis."""
+    """An app counting login attempts and chat calls in the throwaway Redis."""
     return make_app(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_server.url,
-        RATELIMIT_STORAGE_URI=redis_server.url,
-        **queue_settings,
+        DATABASE_URL=database_url, RATELIMIT_STORAGE_URI=redis_server.url, **queue_settings
     )
 
 
@@ -128,18 +124,18 @@ def test_an_outage_is_logged_once_reminded_while_it_lasts_and_its_end_once():
     refused = redis.exceptions.ConnectionError("Connection refused")
     with capture_logs() as logs:
         for _ in range(50):
-            outages.failed("revocation_store", refused)
+            outages.failed("rate_limit_store", refused)
             now[0] += 1  # fifty failures over fifty seconds: one warning
         outages.failed("database", refused)  # another dependency: its own warning
         now[0] += 11
-        outages.failed("revocation_store", refused)  # a minute on: reminded once
-        outages.answered("revocation_store")
-        outages.answered("revocation_store")  # already up: nothing more
+        outages.failed("rate_limit_store", refused)  # a minute on: reminded once
+        outages.answered("rate_limit_store")
+        outages.answered("rate_limit_store")  # already up: nothing more
     assert [(line["event"], line["dependency"]) for line in logs] == [
-        ("dependency_unavailable", "revocation_store"),
+        ("dependency_unavailable", "rate_limit_store"),
         ("dependency_unavailable", "database"),
-        ("dependency_unavailable", "revocation_store"),
-        ("dependency_recovered", "revocation_store"),
+        ("dependency_unavailable", "rate_limit_store"),
+        ("dependency_recovered", "rate_limit_store"),
     ]
     assert logs[2]["failures"] == 51
     assert logs[2]["down_seconds"] == 61.0
@@ -147,40 +143,30 @@ def test_an_outage_is_logged_once_reminded_while_it_lasts_and_its_end_once():
     assert all(line["log_level"] == "warning" for line in logs[:3])
 
 
-# --- Redis: revocations and rate limits ---------------------------------------
+# --- Redis: rate limits -------------------------------------------------------
 
 
-def test_revocation_store_down_makes_every_bearer_request_503_logged_once(
+def test_with_redis_down_tokens_are_checked_and_ended_sessions_refused_as_ever(
     redis_app, redis_server, member
 ):
+    """Revocations live in the database: a Redis that does not answer (or comes back
+    empty) changes nothing for a bearer request, nor for a session that was ended."""
     client = bearer_client(redis_app, member)
-    machine = client.post("/api/auth/api-keys", json={"name": "sync", "scopes": ["items"]})
-    assert machine.status_code == 201
-    assert client.get("/api/items").status_code == 200
+    ended = login(redis_app.test_client(), member)["access_token"]
+    logout = client.post("/api/auth/logout", headers={"Authorization": f"Bearer {ended}"})
+    assert logout.status_code == 204
 
     redis_server.stop()
-    started = time.monotonic()
     with capture_logs(processors=[merge_contextvars]) as logs:
-        for _ in range(5):
-            assert_unavailable(client.get("/api/items"), "revoked tokens")
-    assert time.monotonic() - started < 5  # at once, not after a timeout each
-    [warning] = outage_lines(logs)
-    assert warning["log_level"] == "warning"
-    assert warning["dependency"] == "revocation_store"
-    assert warning["error"] == "ConnectionError"
-    assert_no_tracebacks(logs)
-    # An API key needs no revocation store: what does not depend on Redis still works.
-    key = {"X-API-Key": machine.json["key"]}
-    assert redis_app.test_client().get("/api/items", headers=key).status_code == 200
-
-    redis_server.start()
-    with capture_logs(processors=[merge_contextvars]) as logs:
-        # The first request after the restart is served: a pooled connection that the
-        # restart closed is replaced, not answered 503.
         assert client.get("/api/items").status_code == 200
-    [recovered] = outage_lines(logs, "dependency_recovered")
-    assert recovered["dependency"] == "revocation_store"
-    assert recovered["failures"] == 5
+        gone = client.get("/api/items", headers={"Authorization": f"Bearer {ended}"})
+        assert_problem(gone, 401)
+    assert outage_lines(logs) == []
+    assert_no_tracebacks(logs)
+
+    redis_server.start()  # empty: it kept nothing ("save" and "appendonly" are off)
+    assert_problem(client.get("/api/items", headers={"Authorization": f"Bearer {ended}"}), 401)
+    assert client.get("/api/items").status_code == 200
 
 
 def test_login_is_503_not_unthrottled_while_the_rate_limit_store_is_down(
@@ -205,9 +191,7 @@ def test_login_is_503_not_unthrottled_while_the_rate_limit_store_is_down(
     assert login(client, member)["access_token"]
 
 
-def test_readiness_names_every_dependency_and_each_redis_store_that_is_down(
-    redis_app, redis_server
-):
+def test_readiness_names_every_dependency_and_the_redis_store_that_is_down(redis_app, redis_server):
     client = redis_app.test_client()
     healthy = client.get("/api/health")
     assert healthy.status_code == 200
@@ -226,7 +210,7 @@ def test_readiness_names_every_dependency_and_each_redis_store_that_is_down(
     assert degraded.json["checks"] == {
         "database": "ok",
         "queue": "ok",
-        "revocation_store": "unavailable",
+        "revocation_store": "ok",  # in the database
         "rate_limit_store": "unavailable",
     }
 
@@ -242,13 +226,21 @@ def test_readiness_names_every_dependency_and_each_redis_store_that_is_down(
 # --- the database ---------------------------------------------------------------
 
 
-def test_an_unreachable_database_is_503_with_retry_after_never_500(make_app, client, member):
+def test_an_unreachable_database_is_503_with_retry_after_never_500(
+    make_app, client, anonymous, member
+):
     """DATABASE_URL pointing at a closed port: every request that needs it is 503."""
     down = make_app(DATABASE_URL=CLOSED_PORT, WEBHOOK_UNSIGNED_SOURCES="default").test_client()
     token = client.environ_base["HTTP_AUTHORIZATION"]
+    refresh_token = {"Authorization": f"Bearer {login(anonymous, member)['refresh_token']}"}
     with capture_logs(processors=[merge_contextvars]) as logs:
-        # Authentication fails closed: the token is good, its user cannot be checked.
+        # Authentication fails closed: the token is good, its user and its revocation
+        # cannot be read. Nor can a refresh token be spent, nor a session ended.
         assert_unavailable(down.get("/api/items", headers={"Authorization": token}), "database")
+        assert_unavailable(down.post("/api/auth/refresh", headers=refresh_token), "database")
+        assert_unavailable(
+            down.post("/api/auth/logout", headers={"Authorization": token}), "database"
+        )
         assert_unavailable(
             down.post("/api/auth/token", json={"email": member.email, "password": PASSWORD}),
             "database",

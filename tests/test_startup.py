@@ -17,6 +17,8 @@ BAD_SETTINGS = {
     "DATABASE_URL": {"DATABASE_URL": "not a database"},
     "ADMIN_PASSWORD": {"ADMIN_EMAIL": "admin@example.com"},
     "MAX_CONTENT_LENGTH": {"MAX_CONTENT_LENGTH": "lots"},
+    # No longer read (revoked tokens live in the database): said, not silently ignored.
+    "REDIS_URL": {"REDIS_URL": "redis://127.0.0.1:6379/0"},
 }
 #: Long enough for a slow machine to import the app, far too short for a respawn loop
 #: to give up on its own.

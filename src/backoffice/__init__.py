@@ -12,7 +12,6 @@ from sqlalchemy import event
 
 from backoffice import housekeeping, metrics, work
 from backoffice.auth import routes as auth
-from backoffice.auth.revocations import init_revocations
 from backoffice.auth.service import init_tokens
 from backoffice.browsers import Backoffice, init_browsers
 from backoffice.cli import register_commands
@@ -88,7 +87,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     limiter.init_app(app)
     # Only views that declare a limit (chat) are limited, and their decorator checks it.
     skip_app_wide_rate_limit_check(app, limiter)
-    init_revocations(app)
     init_tokens(app)
     init_chat_gateway(app)
     init_chat_places(app)

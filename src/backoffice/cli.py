@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 
 import click
-from flask import Flask
+import redis
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from pydantic import ValidationError
 from sqlalchemy import insert
 
 from backoffice import housekeeping
+from backoffice.auth import revocations
+from backoffice.auth.service import FAMILY_MARGIN
 from backoffice.config import ConfigError, admin_credentials
 from backoffice.database import new_id, utcnow
 from backoffice.errors import APIError
@@ -114,6 +117,25 @@ def bootstrap_admin_command() -> None:
     click.echo(f"Created admin {user.email}." if user else "An admin exists already.")
 
 
+auth_cli = AppGroup("auth", help="Tokens and API keys.")
+
+
+@auth_cli.command("import-revocations")
+@click.argument("redis_url")
+def import_revocations_command(redis_url: str) -> None:
+    """Copy the revoked tokens an earlier version kept in Redis (at what was its REDIS_URL)
+    into the database. Run it once the last process of that version has stopped (again
+    is harmless); until then, sessions it ended in Redis are not ended here."""
+    config = current_app.config
+    longest = max(config["JWT_ACCESS_TOKEN_EXPIRES"], config["JWT_REFRESH_TOKEN_EXPIRES"])
+    try:
+        held, added = revocations.import_from_redis(redis_url, longest + FAMILY_MARGIN)
+    except redis.exceptions.RedisError as error:
+        # Never the URL: it may hold a password.
+        raise click.ClickException(f"Redis did not answer ({type(error).__name__}).") from None
+    click.echo(f"Redis held {held} revocations; {added} were new to the database.")
+
+
 def _describe(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
 
@@ -122,3 +144,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(prune_command)
     app.cli.add_command(users_cli)
+    app.cli.add_command(auth_cli)

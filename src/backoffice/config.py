@@ -188,8 +188,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
     "SIGNUP_RATE_LIMIT": ("SIGNUP_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
-    "REDIS_URL": ("REDIS_URL", str),
     "AUTH_CACHE": ("AUTH_CACHE", _bool),
+    "AUTH_CACHE_MAX_AGE": ("AUTH_CACHE_MAX_AGE", _number("AUTH_CACHE_MAX_AGE", float, 0.1, 300)),
     "PASSWORD_HASH_TIME_COST": ("PASSWORD_HASH_TIME_COST", int),
     "PASSWORD_HASH_MEMORY_COST": ("PASSWORD_HASH_MEMORY_COST", int),
     "PASSWORD_HASH_PARALLELISM": ("PASSWORD_HASH_PARALLELISM", int),
@@ -224,6 +224,15 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CHAT_CALLS_PER_USER": ("CHAT_CALLS_PER_USER", _number("CHAT_CALLS_PER_USER", int, 1, 100)),
     "METRICS_TOKEN": ("METRICS_TOKEN", str.strip),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("OTEL_EXPORTER_OTLP_ENDPOINT", _otlp_endpoint),
+}
+#: Variables no longer read, and the one line that refuses a process started with one
+#: set: an operator who set it is told, not silently ignored.
+RETIRED = {
+    "REDIS_URL": (
+        "REDIS_URL is no longer read: revoked tokens live in the database, which keeps them "
+        "through any Redis restart; unset it, then copy those Redis holds with "
+        "`flask auth import-revocations <its URL>` (rate limits in Redis: RATELIMIT_STORAGE_URI)"
+    ),
 }
 
 
@@ -286,11 +295,12 @@ class Config:
     #: Off: a limited view's every answer would carry the window's end as Retry-After; the
     #: 429 of a breached limit says it itself (`errors.handle_http_exception`).
     RATELIMIT_HEADERS_ENABLED = False
-    #: Where revoked tokens are kept: "" for the database, or a redis:// URL.
-    REDIS_URL = ""
     #: Keep what the database says about tokens and API keys in each process, kept current
     #: by the database's notifications (PostgreSQL only; `auth.token_states`).
     AUTH_CACHE = True
+    #: Seconds an entry of that cache is trusted without asking the database again: the
+    #: bound on a change no trigger announced (replication, triggers bypassed).
+    AUTH_CACHE_MAX_AGE = 5.0
     # argon2id parameters (RFC 9106's second recommended option by default).
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_COST = 64 * 1024
@@ -354,6 +364,9 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:
         """The profile's defaults, overridden by whatever `environ` sets, validated."""
+        for variable, refusal in RETIRED.items():
+            if environ.get(variable, "").strip():
+                raise ConfigError(refusal)
         settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
         for variable, (key, parse) in ENVIRONMENT.items():
             if variable in environ:
@@ -376,8 +389,6 @@ class Config:
         """Refuse settings no profile can run with."""
         if settings["SQLALCHEMY_DATABASE_URI"]:
             _check_database_url(settings["SQLALCHEMY_DATABASE_URI"])
-        if settings["REDIS_URL"] and not settings["REDIS_URL"].startswith(REDIS_SCHEMES):
-            raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
         scheme = settings["RATELIMIT_STORAGE_URI"].partition("://")[0]
         if scheme not in (*DatabaseStorage.STORAGE_SCHEME, "memory") and not scheme.startswith(
             ("redis", "valkey")
@@ -422,9 +433,6 @@ class Config:
                 parse_limit(settings[limit])
             except ValueError:
                 raise ConfigError(f"{limit} must read like '5 per minute'") from None
-
-
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _check_database_url(url: str) -> None:

@@ -1,10 +1,10 @@
 """Services the API depends on, and what a request gets when one of them does not answer.
 
-The database, the Redis stores (revoked tokens, rate limits) and the broker can stop
-answering. A request that needs one then gets 503 problem+json with `Retry-After`: never
-a 500, never a request let through unchecked (authentication and login limits fail
-closed). The outage is logged once, as a warning, not as a traceback per request, and
-its end once more. Readiness (`{prefix}/health`) asks each dependency for real.
+The database, a Redis rate-limit store and the broker can stop answering. A request
+that needs one then gets 503 problem+json with `Retry-After`: never a 500, never a
+request let through unchecked (authentication and login limits fail closed). The outage
+is logged once, as a warning, not as a traceback per request, and its end once more.
+Readiness (`{prefix}/health`) asks each dependency for real.
 
 Nothing acknowledged is lost meanwhile: a 2xx is sent only once the work is committed, a
 503 asks for a retry, and work committed while the broker is down waits for the relay
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import redis
 import structlog
 from flask import Flask, Response, current_app
 from limits.errors import StorageError
@@ -42,13 +41,14 @@ log = structlog.get_logger(__name__)
 
 DATABASE = "database"
 QUEUE = "queue"
+#: Readiness's check of the revoked-tokens table. It is in the database, so a request
+#: that cannot read it is 503 naming the database.
 REVOCATION_STORE = "revocation_store"
 RATE_LIMIT_STORE = "rate_limit_store"
 #: How a problem body names each dependency.
 DESCRIPTIONS = {
     DATABASE: "The database",
     QUEUE: "The job queue's broker",
-    REVOCATION_STORE: "The store of revoked tokens",
     RATE_LIMIT_STORE: "The rate-limit store",
 }
 
@@ -65,8 +65,6 @@ DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.TimeoutError)
 #: SQLite raises OperationalError for a statement's mistakes too ("no such table"), which
 #: are bugs; only these say it cannot serve now.
 SQLITE_UNAVAILABLE = ("database is locked", "unable to open", "disk i/o error", "disk is full")
-#: Redis errors that say "not answering now".
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class DependencyUnavailable(ServiceUnavailable):
@@ -83,9 +81,9 @@ class DependencyUnavailable(ServiceUnavailable):
 
 
 def redis_options() -> dict[str, Any]:
-    """Options for every Redis client of the app (revocations, the limiter's storage): a
-    Redis that does not answer within `REDIS_TIMEOUT_SECONDS` is down, so a request that
-    needs it gets its 503 then instead of hanging with it."""
+    """Options for every Redis client of the app (the limiter's storage): a Redis that
+    does not answer within `REDIS_TIMEOUT_SECONDS` is down, so a request that needs it
+    gets its 503 then instead of hanging with it."""
     return {
         "socket_timeout": REDIS_TIMEOUT_SECONDS,
         "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,

@@ -6,7 +6,7 @@ what the service keeps and for how long:
 - idempotency records past `expires_at`: only answered ones, or claims left in flight
   by a request that died (older than the idempotency layer's `ABANDONED_AFTER`); a live
   request's claim is never taken from under it;
-- revoked tokens past the token's own expiry (the database store; Redis expires its own);
+- revoked tokens past the token's own expiry;
 - finished jobs (succeeded, failed, cancelled) and their results, `JOB_RETENTION_DAYS`
   after they finished;
 - processed and ignored webhook events `WEBHOOK_RETENTION_DAYS` after they finished,

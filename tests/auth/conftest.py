@@ -1,4 +1,4 @@
-"""The Redis database this test worker owns, for limits and revocations kept in Redis."""
+"""The Redis database this test worker owns, for limits kept in Redis."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import event, text
@@ -17,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from backoffice.auth.token_states import TokenStates
 from backoffice.extensions import db
+from tests.auth import tokens
 from tests.support import assert_problem, eventually, login
 
 #: These tests need PostgreSQL's NOTIFY: they are generated for it alone.
@@ -165,6 +167,99 @@ def test_a_role_change_narrows_the_cached_principal(make_app, database_url, admi
     assert_problem(client.get("/api/users", headers=token), 403)
 
 
+# --- changes no trigger announces ------------------------------------------------------
+
+#: The cache's maximum age in these tests: short, so each waits about a second.
+MAX_AGE = 1.0
+#: What a refusal may take beyond MAX_AGE on a loaded machine: a few requests.
+MARGIN = 0.5
+#: How a change reaches the database with no trigger firing, in one transaction: as a
+#: logical replication apply or `pg_restore --disable-triggers` does, or with the table's
+#: triggers disabled and enabled again around it (the listener, outside the transaction,
+#: never sees them disabled).
+BYPASSES = {
+    "replica": ("SET LOCAL session_replication_role = replica", None),
+    "triggers_off": (
+        "ALTER TABLE {table} DISABLE TRIGGER USER",
+        "ALTER TABLE {table} ENABLE TRIGGER USER",
+    ),
+}
+#: What ends a credential: the table it changes, and how.
+UNANNOUNCED = {
+    "deactivation": ("users", "UPDATE users SET active = false WHERE id = :user"),
+    "key_revocation": (
+        "api_keys",
+        "UPDATE api_keys SET revoked_at = now() WHERE user_id = :user",
+    ),
+    "family_revocation": (
+        "revoked_tokens",
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES (:family, now() + interval '1 day')",
+    ),
+}
+
+
+def change_unannounced(database, change: str, bypass: str, **params) -> None:
+    """Make `change` in one transaction of the test's own, bypassing the triggers."""
+    table, statement = UNANNOUNCED[change]
+    before, after = BYPASSES[bypass]
+    with database.execution_options(isolation_level="READ COMMITTED").begin() as psql:
+        psql.execute(text(before.format(table=table)))
+        psql.execute(text(statement), params)
+        if after is not None:
+            psql.execute(text(after.format(table=table)))
+
+
+@on_postgresql_only
+@pytest.mark.parametrize(
+    ("change", "bypass"),
+    [
+        ("deactivation", "replica"),
+        ("deactivation", "triggers_off"),
+        ("key_revocation", "replica"),
+        ("family_revocation", "replica"),
+    ],
+)
+def test_a_change_no_trigger_announces_is_refused_within_the_maximum_age(
+    make_app, database_url, database, member, change, bypass
+):
+    """No notification comes: the cache still vouches for the ended credential, until its
+    entry is older than AUTH_CACHE_MAX_AGE and the database is asked again."""
+    app = make_app(DATABASE_URL=database_url, AUTH_CACHE_MAX_AGE=str(MAX_AGE))
+    states = listening(app)
+    client = app.test_client()
+    pair = login(client, member)
+    token = bearer(pair["access_token"])
+    key = key_of(sending(app, token))
+    ended = {
+        "deactivation": [token, key],
+        "key_revocation": [key],
+        "family_revocation": [token],
+    }[change]
+    assert [client.get(DIVIDE, headers=c).status_code for c in (token, key)] == [200, 200]
+    family = f"family:{tokens.claims_of(pair['access_token'])['fam']}"
+    change_unannounced(database, change, bypass, user=member.id, family=family)
+    changed = time.monotonic()
+
+    # The database says no, but nothing told this process: it answers from its cache...
+    assert [client.get(DIVIDE, headers=c).status_code for c in ended] == [200] * len(ended)
+    # ...no longer than the maximum age.
+    for credential in ended:
+        eventually(
+            lambda c=credential: client.get(DIVIDE, headers=c).status_code,
+            lambda status: status == 401,
+            timeout=MAX_AGE + MARGIN,
+            interval=0.01,
+        )
+    took = time.monotonic() - changed
+    assert took <= MAX_AGE + MARGIN
+    for credential in ended:
+        response = client.get(DIVIDE, headers=credential)
+        assert_problem(response, 401)
+        assert "WWW-Authenticate" in response.headers
+    assert states.connected  # refused by the maximum age, not by a lost listener
+    print(f"{change} ({bypass}) refused {took * 1000:.0f} ms after the change")
+
+
 # --- race-free fill ------------------------------------------------------------------
 
 
@@ -305,7 +400,7 @@ def test_a_database_that_does_not_answer_is_503_never_a_cached_welcome(
 def test_the_cache_is_bounded_and_forgets_its_indexes_with_its_entries():
     """No database: the view alone. Old entries make way for new ones, and what a user's
     or a family's notification would evict is looked up only among live entries."""
-    states = TokenStates(listen=None, size=2)
+    states = TokenStates(listen=None, max_age=60, size=2)
     with_listener = states.epoch()  # first use: no listener to start, not trusted
     assert with_listener is None
     states.listening()
@@ -330,6 +425,42 @@ def test_the_cache_is_bounded_and_forgets_its_indexes_with_its_entries():
     assert not states.store_token(stale, (users[2], "jti-2", "family:2", 0), "member")
     states.lost()
     assert states.epoch() is None
+
+
+def test_an_entry_older_than_the_maximum_age_is_asked_again():
+    """No database: the view alone, on a clock of the test's own. An entry is served up to
+    its maximum age after it was filled; past it, it is dropped (with its indexes) and
+    the caller asks the database. Updating a kept key does not make it younger."""
+    now = [100.0]
+    states = TokenStates(listen=None, max_age=5.0, clock=lambda: now[0])
+    states.epoch()
+    states.listening()
+    user = uuid.uuid4()
+    token_key = (user, "jti-1", "family:1", 0)
+    key_row = SimpleNamespace(user_id=user, last_used_at=None)
+    epoch = states.epoch()
+    assert epoch is not None
+    assert states.store_token(epoch, token_key, "member")
+    assert states.store_api_key(epoch, "abcd1234", user, key_row)
+
+    now[0] += 4.9
+    states.alive()
+    assert states.token(token_key) == "member"
+    states.replace_api_key("abcd1234", SimpleNamespace(user_id=user, last_used_at=now[0]))
+    assert states.api_key("abcd1234").last_used_at == now[0]
+
+    now[0] += 0.2  # 5.1 s after the fill
+    states.alive()
+    fresh = states.epoch()
+    assert fresh == epoch  # nothing was announced: the race-free fill logic is untouched
+    assert states.token(token_key) is None
+    assert states.api_key("abcd1234") is None
+    assert len(states) == 0
+    assert states._tokens_of == {}
+    assert states._by_revocation == {}
+    assert states._keys_of == {}
+    assert states.store_token(fresh, token_key, "member")  # filled again, young again
+    assert states.token(token_key) == "member"
 
 
 @on_postgresql_only

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
+import redis
+from sqlalchemy import select
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
+from backoffice.auth.models import RevokedToken
 from backoffice.extensions import db
 from backoffice.users.models import User
 from tests.auth import tokens
 from tests.auth.racing import all_at_once
-from tests.support import PASSWORD, assert_problem, login
-
-REVOCATION_STORES = ["database", *(["redis"] if os.environ.get("TEST_REDIS_URL") else [])]
+from tests.support import PASSWORD, assert_problem, count_rows, login
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -183,15 +185,13 @@ def test_tokens_carry_the_family_of_their_login(anonymous, member):
     assert tokens.claims_of(login(anonymous, member)["access_token"])["fam"] not in families
 
 
-@pytest.mark.parametrize("store", REVOCATION_STORES)
 def test_concurrent_refreshes_with_one_token_get_one_pair_and_end_the_session(
-    request, database_url, make_app, make_user, store
+    database_url, make_app, make_user
 ):
     """A refresh token is spent once, whatever the concurrency: of ten simultaneous uses
     across three app instances (three workers), one wins; the other nine are reuse, which
     revokes the family, so the winner's new tokens die too."""
-    redis_url = request.getfixturevalue("redis_url") if store == "redis" else ""
-    apps = [make_app(DATABASE_URL=database_url, REDIS_URL=redis_url) for _ in range(3)]
+    apps = [make_app(DATABASE_URL=database_url) for _ in range(3)]
     account = make_user()
     for round_no in range(3):
         pair = login(apps[0].test_client(), account)
@@ -283,23 +283,107 @@ def test_no_log_line_and_no_answer_carries_a_password_or_token(anonymous, make_u
         assert secret not in logged
 
 
-@pytest.mark.parametrize("store", REVOCATION_STORES)
-def test_revocations_are_shared_through_the_configured_store(
-    request, database_url, make_app, make_user, store
-):
-    """Two apps stand for two workers; with REDIS_URL the revocation lives in Redis."""
-    redis_url = request.getfixturevalue("redis_url") if store == "redis" else ""
-    worker_a, worker_b = (
-        make_app(DATABASE_URL=database_url, REDIS_URL=redis_url).test_client() for _ in range(2)
-    )
+def test_revocations_are_shared_through_the_database(database_url, make_app, make_user, in_db):
+    """Two apps stand for two workers. The revocation is a row, forgotten (by retention)
+    once every token the session could still hold has expired."""
+    worker_a, worker_b = (make_app(DATABASE_URL=database_url).test_client() for _ in range(2))
     pair = login(worker_a, make_user())
     worker_a.post("/api/auth/logout", headers=bearer(pair["access_token"]))
     assert_problem(worker_b.get("/api/users/me", headers=bearer(pair["access_token"])), 401)
     assert_problem(refresh(worker_b, pair["refresh_token"]), 401)
-    if store == "redis":
-        import redis
+    family = f"family:{tokens.claims_of(pair['access_token'])['fam']}"
+    row = in_db(lambda: db.session.get(RevokedToken, family))
+    lifetime = (row.expires_at - datetime.now(UTC)).total_seconds()
+    assert 14 * 86400 <= lifetime <= 14 * 86400 + 61
 
-        key = f"backoffice:revoked:family:{tokens.claims_of(pair['access_token'])['fam']}"
-        with redis.Redis.from_url(redis_url) as client:
-            # Forgotten once every token the session could still hold has expired.
-            assert 14 * 86400 <= client.ttl(key) <= 14 * 86400 + 61
+
+@pytest.mark.parametrize("store", ["redis"] if os.environ.get("TEST_REDIS_URL") else [])
+def test_ended_sessions_stay_ended_when_redis_loses_its_data(
+    request, database_url, make_app, make_user, in_db, store
+):
+    """Everything the service can keep in Redis is there (login and chat limits); Redis then
+    loses it all, as a restart without persistence, a crash between snapshots or an
+    eviction would. A logged-out session stays ended and a spent refresh token stays spent:
+    revocations live in the database, which keeps them."""
+    redis_url = request.getfixturevalue("redis_url")
+    app = make_app(DATABASE_URL=database_url, RATELIMIT_STORAGE_URI=redis_url)
+    client = app.test_client()
+    account = make_user()
+    wrong = client.post("/api/auth/token", json={"email": account.email, "password": "nope-nope"})
+    assert_problem(wrong, 401)  # counted, in Redis
+    logged_out = login(client, account)
+    assert (
+        client.post("/api/auth/logout", headers=bearer(logged_out["access_token"])).status_code
+        == 204
+    )
+    spent = login(client, account)
+    assert refresh(client, spent["refresh_token"]).status_code == 200
+
+    with redis.Redis.from_url(redis_url) as server:
+        assert server.dbsize() > 0
+        server.flushdb()  # this test worker's own database, never FLUSHALL
+        assert server.dbsize() == 0
+
+    assert_problem(me(client, logged_out["access_token"]), 401)
+    assert_problem(refresh(client, logged_out["refresh_token"]), 401)
+    reused = refresh(client, spent["refresh_token"])
+    assert_problem(reused, 401)
+    assert "already used" in reused.json["detail"]
+    assert "access_token" not in reused.json
+    families = [tokens.claims_of(pair["access_token"])["fam"] for pair in (logged_out, spent)]
+    revoked = in_db(lambda: set(db.session.scalars(select(RevokedToken.jti))))
+    # The logged-out family, the spent refresh token, and (its reuse) the spent one's
+    # family: nothing was minted from the spent token, and its session is over.
+    assert revoked == {
+        f"family:{families[0]}",
+        tokens.claims_of(spent["refresh_token"])["jti"],
+        f"family:{families[1]}",
+    }
+
+
+@pytest.mark.parametrize("store", ["redis"] if os.environ.get("TEST_REDIS_URL") else [])
+def test_the_revocations_an_earlier_version_kept_in_redis_are_carried_over(
+    request, app, database_url, make_app, member, in_db, store
+):
+    """Upgrading from a version that kept revocations in Redis (`REDIS_URL`) must not bring
+    the sessions it ended back: `flask auth import-revocations` copies them, with their
+    expiry, and running it again changes nothing."""
+    redis_url = request.getfixturevalue("redis_url")
+    checker = make_app(DATABASE_URL=database_url, AUTH_CACHE="false").test_client()
+    ended = login(checker, member)
+    family = f"family:{tokens.claims_of(ended['access_token'])['fam']}"
+    kept = datetime(2030, 1, 1, tzinfo=UTC)
+    with app.app_context():
+        db.session.add(RevokedToken(jti="revoked-in-both", expires_at=kept))
+        db.session.commit()
+    with redis.Redis.from_url(redis_url) as server:  # as the earlier version wrote them
+        server.flushdb()  # this test worker's own database
+        server.set(f"backoffice:revoked:{family}", 1, ex=3600)
+        server.set("backoffice:revoked:spent-refresh-jti", 1, ex=600)
+        server.set("backoffice:revoked:revoked-in-both", 1, ex=600)
+        server.set("ratelimit:something-else", 1)
+    assert me(checker, ended["access_token"]).status_code == 200  # the database knew nothing
+
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["auth", "import-revocations", redis_url])
+    assert first.exit_code == 0, first.output
+    assert first.output == "Redis held 3 revocations; 2 were new to the database.\n"
+    assert_problem(me(checker, ended["access_token"]), 401)
+    assert_problem(refresh(checker, ended["refresh_token"]), 401)
+    rows = in_db(lambda: {r.jti: r.expires_at for r in db.session.scalars(select(RevokedToken))})
+    assert set(rows) == {family, "spent-refresh-jti", "revoked-in-both"}
+    assert 3590 <= (rows[family] - datetime.now(UTC)).total_seconds() <= 3600
+    assert rows["revoked-in-both"] == kept  # left as it was
+    again = runner.invoke(args=["auth", "import-revocations", redis_url])
+    assert again.output == "Redis held 3 revocations; 0 were new to the database.\n"
+
+
+def test_importing_revocations_from_a_redis_that_does_not_answer_fails_and_changes_nothing(
+    app, in_db
+):
+    answer = app.test_cli_runner().invoke(
+        args=["auth", "import-revocations", "redis://:hunter2@127.0.0.1:1/0"]
+    )
+    assert answer.exit_code == 1
+    assert answer.output == "Error: Redis did not answer (ConnectionError).\n"
+    assert in_db(lambda: count_rows(RevokedToken)) == 0

@@ -43,8 +43,8 @@ def test_readiness_is_503_degraded_when_the_database_is_down(make_app):
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.json["status"] == "degraded"
-    # Revoked tokens (no REDIS_URL) and rate-limit counts (RATELIMIT_STORAGE_URI's
-    # default) live in the database too: those stores are down with it.
+    # Revoked tokens and rate-limit counts (RATELIMIT_STORAGE_URI's default) live in the
+    # database too: those stores are down with it.
     assert response.json["checks"] == {
         "database": "unavailable",
         "queue": "ok",

@@ -19,9 +19,9 @@ from jwt import PyJWTError
 from sqlalchemy import Table, bindparam, exists, or_, select, update
 from sqlalchemy.engine import make_url
 
+from backoffice.auth import revocations
 from backoffice.auth.models import ApiKey, RevokedToken
 from backoffice.auth.principal import Principal, scopes_for
-from backoffice.auth.revocations import revocations
 from backoffice.auth.token_states import TokenStates, token_states_for
 from backoffice.database import utcnow
 from backoffice.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
@@ -31,14 +31,14 @@ from backoffice.users.models import User
 
 USERS: Table = User.__table__  # type: ignore[assignment]
 API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
-#: What every authenticated request asks about its token's user, built once.
-TOKEN_STATE = select(USERS.c.role, USERS.c.active, USERS.c.token_generation).where(
-    USERS.c.id == bindparam("user_id")
-)
-#: Whether the token `:jti` or its `:family` is revoked, folded into the same query.
-TOKEN_STATE_AND_REVOCATION = TOKEN_STATE.add_columns(
-    exists().where(RevokedToken.jti.in_([bindparam("jti"), bindparam("family")])).label("revoked")
-)
+#: What every authenticated request asks about its token, built once: its user's state,
+#: and whether the token `:jti` or its `:family` is revoked, in one query.
+TOKEN_STATE = select(
+    USERS.c.role,
+    USERS.c.active,
+    USERS.c.token_generation,
+    exists().where(RevokedToken.jti.in_([bindparam("jti"), bindparam("family")])).label("revoked"),
+).where(USERS.c.id == bindparam("user_id"))
 #: What every API-key request asks about its key and owner, built once.
 KEY_BY_PREFIX = (
     select(
@@ -134,7 +134,9 @@ VERIFIED_TOKENS = 4096
 def init_tokens(app: Flask) -> None:
     app.extensions["verified_tokens"] = VerifiedTokens(VERIFIED_TOKENS)
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
-    app.extensions["token_states"] = token_states_for(url, app.config["AUTH_CACHE"])
+    app.extensions["token_states"] = token_states_for(
+        url, app.config["AUTH_CACHE"], app.config["AUTH_CACHE_MAX_AGE"]
+    )
 
 
 def token_states() -> TokenStates | None:
@@ -178,7 +180,7 @@ def _family(claims: dict[str, Any]) -> str:
 
 
 def _family_key(claims: dict[str, Any]) -> str:
-    """Where the revocation store keeps the family's revocation."""
+    """Where `revocations` keeps the family's revocation."""
     return f"family:{_family(claims)}"
 
 
@@ -194,33 +196,25 @@ def principal_from_token(token: str, kind: str = "access") -> Principal | None:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError:
         return None
-    store, family = revocations(), _family_key(claims)
+    family = _family_key(claims)
     jti = str(claims["jti"]) if kind == "access" else family
-    role = _token_state(user_id, jti, family, claims.get("gen"), store.in_database)
+    role = _token_state(user_id, jti, family, claims.get("gen"))
     if role is None:
-        return None
-    if not store.in_database and store.any_revoked(jti, family):
         return None
     return Principal(user_id, role, scopes_for(role), "jwt", claims)
 
 
-def _token_state(
-    user_id: uuid.UUID, jti: str, family: str, generation: Any, with_revocation: bool
-) -> str | None:
-    """The role of a user who is active at `generation`, and (when revocations live in
-    the database) whose token `jti` and `family` are not revoked; None otherwise. From
-    the token-state cache when it holds the answer, else one query (cached if nothing
-    changed meanwhile)."""
+def _token_state(user_id: uuid.UUID, jti: str, family: str, generation: Any) -> str | None:
+    """The role of a user who is active at `generation`, and whose token `jti` and
+    `family` are not revoked; None otherwise. From the token-state cache when it holds
+    the answer, else one query (cached if nothing changed meanwhile)."""
     states = token_states()
     epoch = states.epoch() if states is not None else None
     key = (user_id, jti, family, generation)
     if states is not None and epoch is not None and (cached := states.token(key)) is not None:
         return str(cached)
-    query = TOKEN_STATE_AND_REVOCATION if with_revocation else TOKEN_STATE
-    user = read_row(query, {"user_id": user_id, "jti": jti, "family": family})
-    if user is None or not user.active or user.token_generation != generation:
-        return None
-    if with_revocation and user.revoked:
+    user = read_row(TOKEN_STATE, {"user_id": user_id, "jti": jti, "family": family})
+    if user is None or not user.active or user.token_generation != generation or user.revoked:
         return None
     if states is not None and epoch is not None:
         states.store_token(epoch, key, user.role)
@@ -230,13 +224,14 @@ def _token_state(
 def refresh(refresh_principal: Principal) -> dict[str, Any]:
     """New tokens for a refresh token, which is spent: one use, even under concurrency.
 
-    Spending is a compare-and-set in the revocation store (an insert of its jti, or Redis
-    SET NX), so of any number of simultaneous uses exactly one wins. Any other use of a
-    spent token means two parties hold it: the family is revoked, ending the session for
-    both (the legitimate client logs in again; the thief's tokens are dead).
+    Spending is a compare-and-set in the database (an insert of its jti, whose primary
+    key refuses a second), so of any number of simultaneous uses exactly one wins. Any
+    other use of a spent token means two parties hold it: the family is revoked, ending
+    the session for both (the legitimate client logs in again; the thief's tokens are
+    dead).
     """
     claims: dict[str, Any] = refresh_principal.claims
-    if not revocations().spend(str(claims["jti"]), _expiry(claims)):
+    if not revocations.spend(str(claims["jti"]), _expiry(claims)):
         _revoke_family(claims)
         raise Unauthorized(
             "This refresh token was already used: every token of its session is now revoked. "
@@ -261,7 +256,7 @@ def _revoke_family(claims: dict[str, Any]) -> None:
     flight may issue one more pair, lasting at most the longest token lifetime."""
     config = current_app.config
     lifetime = max(config["JWT_ACCESS_TOKEN_EXPIRES"], config["JWT_REFRESH_TOKEN_EXPIRES"])
-    revocations().revoke(_family_key(claims), utcnow() + lifetime + FAMILY_MARGIN)
+    revocations.revoke(_family_key(claims), utcnow() + lifetime + FAMILY_MARGIN)
     _forget_revoked(_family_key(claims))
 
 

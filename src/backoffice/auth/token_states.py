@@ -10,9 +10,15 @@ database tells every process when one may have changed:
   change that can end or narrow a credential: a user's `active`, `role` or
   `token_generation` changed, a user deleted (`user:<id>`), an API key changed or
   deleted (`key:<prefix>`), a token or family revoked (`revoked:<jti>`), a table
-  truncated (`all`). They catch every path (the ORM, Core, an operator's psql), and
-  PostgreSQL delivers a notification only once its transaction has committed, so it
-  never precedes the change it announces.
+  truncated (`all`). They catch every ordinary path (the ORM, Core, an operator's
+  psql), and PostgreSQL delivers a notification only once its transaction has
+  committed, so it never precedes the change it announces.
+- **A maximum age** (`AUTH_CACHE_MAX_AGE`) for the paths no trigger sees: a change
+  applied with `session_replication_role = replica` (logical replication,
+  `pg_restore --disable-triggers`) or with the trigger disabled and enabled again inside
+  one transaction. An entry older than it is dropped when read, and the database asked
+  again: such a change holds everywhere within the maximum age (plus a query that was
+  running as it committed), for at most one query per credential per maximum age.
 - **A listener thread per process** (its own connection, `LISTEN backoffice_auth`)
   evicts the entries each notification names.
 - **Race-free fills**: every notification (and every local eviction) increments an
@@ -82,25 +88,30 @@ TokenKey = tuple[uuid.UUID, str, str, int]
 class TokenStates:
     """The per-process view: entries, the epoch, and whether the listener vouches for it.
 
-    One per app, shared by its threads; every change is made under one lock. `clock` is
-    for tests of the staleness rule.
+    One per app, shared by its threads; every change is made under one lock. Entries are
+    kept with the time they were filled, and served up to `max_age` seconds after it.
+    `clock` is for tests of the staleness and age rules.
     """
 
     def __init__(
         self,
         listen: Callable[[TokenStates], None] | None,
+        *,
+        max_age: float,
         size: int = SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._listen = listen
         self._size = size
         self._clock = clock
+        self._max_age = max_age
         self._lock = threading.Lock()
         self._epoch = 0
         self._connected = False
         self._alive_at = 0.0
-        self._tokens: OrderedDict[TokenKey, Any] = OrderedDict()
-        self._keys: OrderedDict[str, Any] = OrderedDict()
+        #: Entries: (what the database said, when it was filled).
+        self._tokens: OrderedDict[TokenKey, tuple[Any, float]] = OrderedDict()
+        self._keys: OrderedDict[str, tuple[Any, float]] = OrderedDict()
         #: Which entries a user's change ends, and which a jti's or family's revocation.
         self._tokens_of: dict[uuid.UUID, set[TokenKey]] = {}
         self._keys_of: dict[uuid.UUID, set[str]] = {}
@@ -125,25 +136,36 @@ class TokenStates:
             return self._epoch
 
     def token(self, key: TokenKey) -> Any | None:
+        """The kept answer for `key`, unless none is kept or it is past its maximum age
+        (then it is dropped, and the caller asks the database)."""
         with self._lock:
             found = self._tokens.get(key)
-            if found is not None:
-                self._tokens.move_to_end(key)
-            return found
+            if found is None:
+                return None
+            if self._clock() - found[1] > self._max_age:
+                self._drop_token(key)
+                return None
+            self._tokens.move_to_end(key)
+            return found[0]
 
     def api_key(self, prefix: str) -> Any | None:
+        """The kept row of the key `prefix`, as `token` does."""
         with self._lock:
             found = self._keys.get(prefix)
-            if found is not None:
-                self._keys.move_to_end(prefix)
-            return found
+            if found is None:
+                return None
+            if self._clock() - found[1] > self._max_age:
+                self._drop_key(prefix)
+                return None
+            self._keys.move_to_end(prefix)
+            return found[0]
 
     def store_token(self, epoch: int, key: TokenKey, value: Any) -> bool:
         """Keep `value` for `key` if nothing changed since `epoch` was read."""
         with self._lock:
             if not self._connected or epoch != self._epoch:
                 return False
-            self._tokens[key] = value
+            self._tokens[key] = (value, self._clock())
             self._index(self._tokens_of, key[0], key)
             for revocation in key[1:3]:
                 self._index(self._by_revocation, revocation, key)
@@ -156,17 +178,19 @@ class TokenStates:
         with self._lock:
             if not self._connected or epoch != self._epoch:
                 return False
-            self._keys[prefix] = value
+            self._keys[prefix] = (value, self._clock())
             self._index(self._keys_of, user_id, prefix)
             if len(self._keys) > self._size:
                 self._drop_key(next(iter(self._keys)))
             return True
 
     def replace_api_key(self, prefix: str, value: Any) -> None:
-        """Update a kept key (its `last_used_at`, written by this process), if still kept."""
+        """Update a kept key (its `last_used_at`, written by this process), if still kept.
+        The entry keeps its age: the rest of the row is still what the fill read."""
         with self._lock:
-            if prefix in self._keys:
-                self._keys[prefix] = value
+            found = self._keys.get(prefix)
+            if found is not None:
+                self._keys[prefix] = (value, found[1])
 
     @staticmethod
     def _index(index: dict[Any, set[Any]], name: Any, entry: Any) -> None:
@@ -217,7 +241,7 @@ class TokenStates:
     def _drop_key(self, prefix: str) -> None:
         found = self._keys.pop(prefix, None)
         if found is not None:
-            self._unindex(self._keys_of, found.user_id, prefix)
+            self._unindex(self._keys_of, found[0].user_id, prefix)
 
     @staticmethod
     def _unindex(index: dict[Any, set[Any]], name: Any, entry: Any) -> None:
@@ -389,7 +413,7 @@ def listener_conninfo(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def token_states_for(url: URL, enabled: bool) -> TokenStates | None:
+def token_states_for(url: URL, enabled: bool, max_age: float) -> TokenStates | None:
     """The cache for an app on `url`, or None (off, or not PostgreSQL with psycopg)."""
     if not enabled or url.get_backend_name() != "postgresql" or url.get_driver_name() != "psycopg":
         return None
@@ -399,4 +423,4 @@ def token_states_for(url: URL, enabled: bool) -> TokenStates | None:
         states.listener = Listener(states, conninfo)
         states.listener.start()
 
-    return TokenStates(listen)
+    return TokenStates(listen, max_age=max_age)
