@@ -23,7 +23,8 @@ METRICS_DIR = Path(
 wsgi_app = "backoffice.wsgi:app"
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# As many threads as deploy/serve runs per process: CHAT_CALLS_PER_PROCESS is checked against it.
+threads = int(os.environ.get("SERVER_THREADS", "4"))
 worker_class = "gthread"
 keepalive = 5
 timeout = 30
