@@ -239,3 +239,50 @@ def test_members_holding_every_chat_place_leave_reads_answering(
         for calls in opened.values():
             for _connection, response in calls:  # type: ignore[misc]
                 assert response.readline() in {b"\n", b'data: {"delta":"word "}\n'}
+
+
+# --- what Granian answers itself ---------------------------------------------------------
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send `request` as is; everything the server sends back before it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", b"400 Bad Request"),
+        (b"GET /health HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", b"400 Bad Request"),
+        (b"POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n", b"400 Bad"),
+        (
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 500_000 + b"\r\n\r\n",
+            b"431 Request Header Fields Too Large",
+        ),
+    ],
+    ids=["request-line", "version", "content-length", "headers-too-large"],
+)
+def test_what_granian_refuses_itself_is_an_empty_answer_and_a_closed_connection(
+    server, request_, status
+):
+    """As the README's Deployment section says: hyper's own answers, which no app sees."""
+    head, _, body = raw_exchange(server.port, request_).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status)
+    assert b"connection: close" in head.lower()
+    assert b"content-length: 0" in head.lower()
+    assert body == b""
+
+
+def test_a_lowercase_method_reaches_the_app_and_is_405(server):
+    answer = raw_exchange(
+        server.port, b"get /api/items HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 Method Not Allowed")
+    assert b"\r\nallow: GET, HEAD, OPTIONS, POST" in head
+    assert json.loads(body)["type"] == "/problems/method-not-allowed"
