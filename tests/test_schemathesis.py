@@ -73,8 +73,8 @@ def _future_expiry(case: schemathesis.Case, caller: Account) -> None:
 
 
 def _current_password(case: schemathesis.Case, caller: Account) -> None:
-    """`current_password` is "your password" when you change it."""
-    if isinstance(case.body, dict) and "password" in case.body:
+    """`current_password` is "your password" when you change your password or email."""
+    if isinstance(case.body, dict) and {"password", "email"} & case.body.keys():
         case.body["current_password"] = caller.password
 
 

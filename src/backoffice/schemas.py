@@ -125,9 +125,12 @@ def _document_patch(schema: dict[str, Any], model: type[BaseModel]) -> None:
             del field["anyOf"]
             field.pop("default", None)
             field.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
-    dependent: dict[str, list[str]] = getattr(model, "dependent_required", {})
-    if dependent:
-        schema["dependentRequired"] = dependent
+    companions: dict[str, list[str]] = getattr(model, "sent_only_with", {})
+    if companions:
+        schema["dependentSchemas"] = {
+            field: {"anyOf": [{"required": [other]} for other in others]}
+            for field, others in companions.items()
+        }
     _state_without_nul(schema)
 
 
@@ -136,6 +139,8 @@ class PatchModel(InputModel):
 
     Fields listed in `not_nullable` may be left out but not sent as null (a name, a
     quantity); the others may be cleared with null. The body must hold at least one field.
+    `sent_only_with` documents a field that comes only with one of some others (the
+    service refuses it alone, naming it), as JSON Schema's `dependentSchemas`.
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_document_patch)

@@ -72,13 +72,15 @@ def test_the_address_is_kept_as_given_and_compared_canonically(anonymous, in_db)
 def test_taking_another_users_email_in_another_form_is_409(anonymous, as_user, make_user, in_db):
     sign_up(anonymous, SIGMA)
     other = make_user()
-    response = as_user(other).patch(f"/api/users/{other.id}", json={"email": FINAL_SIGMA})
+    change = {"email": FINAL_SIGMA, "current_password": other.password}
+    response = as_user(other).patch(f"/api/users/{other.id}", json=change)
     assert_problem(response, 409)
     assert in_db(lambda: db.session.get(User, other.id).email) == other.email
 
 
 def test_a_changed_email_logs_in_in_any_form(anonymous, as_user, member):
-    response = as_user(member).patch(f"/api/users/{member.id}", json={"email": NFD})
+    change = {"email": NFD, "current_password": member.password}
+    response = as_user(member).patch(f"/api/users/{member.id}", json=change)
     assert response.status_code == 200
     answer = anonymous.post(
         "/api/auth/token", json={"email": NFC.upper(), "password": member.password}

@@ -34,14 +34,20 @@ BAD_CREDENTIALS = "The email or password is not correct."
 Caller = Literal["anonymous", "member", "admin"]
 
 
+#: What only the person who knows the password changes of their own account: a stolen
+#: access token must not be enough to move the login away from its owner.
+NEEDS_CURRENT_PASSWORD = frozenset({"password", "email"})
+
+
 class WrongPassword(ValidationFailed):
-    """A password change whose `current_password` is not the current password: a failed
-    password guess, limited per IP like failed logins."""
+    """A password or email change whose `current_password` is not the current password: a
+    failed password guess, limited per IP like failed logins."""
 
 
 def _current_password_error(message: str) -> dict[str, Any]:
     return {
-        "detail": f"To change your own password, send your current_password: it {message}.",
+        "detail": "To change your own password or email, send your current_password: "
+        f"it {message}.",
         "errors": [{"field": "current_password", "message": message}],
     }
 
@@ -122,21 +128,28 @@ def list_users(
 def update_user(
     user_id: uuid.UUID, changes: dict[str, Any], viewer_id: uuid.UUID, viewer_is_admin: bool
 ) -> User:
-    """Apply a patch. A new password needs `current_password` when it is your own; a new
-    password or a deactivation ends every token (and a deactivation every API key); no
-    change may leave the service without an active admin (409)."""
+    """Apply a patch. A new password or email needs `current_password` when it is your
+    own (an admin changing someone else's does not); a new password or a deactivation ends
+    every token (and a deactivation every API key); no change may leave the service
+    without an active admin (409)."""
     user = visible_user(user_id, viewer_id, viewer_is_admin)
     if ADMIN_ONLY_FIELDS & changes.keys() and not viewer_is_admin:
         raise Forbidden("Only an admin changes a user's role or active flag.")
     current_password = changes.pop("current_password", None)
-    password = changes.pop("password", None)
-    if current_password is not None and password is None:
+    guarded = NEEDS_CURRENT_PASSWORD & changes.keys()
+    if current_password is not None and not guarded:
         raise ValidationFailed(
-            "current_password is sent only with a new password.",
-            errors=[{"field": "current_password", "message": "is sent only with a new password"}],
+            "current_password is sent only with a new password or email.",
+            errors=[
+                {
+                    "field": "current_password",
+                    "message": "is sent only with a new password or email",
+                }
+            ],
         )
-    if password is not None and user_id == viewer_id:
+    if guarded and user_id == viewer_id:
         _check_current_password(user, current_password)
+    password = changes.pop("password", None)
     removes_an_admin = _is_active_admin(user) and (
         changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("active", True) is False
     )
