@@ -169,6 +169,17 @@ def test_an_idempotency_ttl_from_a_minute_to_30_days_is_taken(value, seconds):
     assert load_settings({"APP_ENV": "testing"})["IDEMPOTENCY_TTL_SECONDS"] == 86400
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "10001", "many"])
+def test_api_keys_per_user_out_of_bounds_is_refused_naming_it(value):
+    with pytest.raises(ConfigError, match=r"^API_KEYS_PER_USER must be a number from 1 to 10000"):
+        load_settings({"APP_ENV": "testing", "API_KEYS_PER_USER": value})
+
+
+def test_api_keys_per_user_defaults_to_50():
+    assert load_settings({"APP_ENV": "testing"})["API_KEYS_PER_USER"] == 50
+    assert load_settings({"API_KEYS_PER_USER": "3"})["API_KEYS_PER_USER"] == 3
+
+
 @pytest.mark.parametrize(
     ("environ", "variable"),
     [

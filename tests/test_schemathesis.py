@@ -49,6 +49,7 @@ BOUNDED = settings(
 
 #: The list each paginated path pages through (its cursors are signed for that list).
 CURSOR_KINDS = {
+    "/api/auth/api-keys": "api-keys",
     "/api/items": "items",
     "/api/jobs": "jobs",
     "/api/orders": "orders",

@@ -195,6 +195,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "JWT_ACCESS_TOKEN_EXPIRES": ("JWT_ACCESS_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
     "JWT_REFRESH_TOKEN_EXPIRES": ("JWT_REFRESH_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
     "REGISTRATION": ("REGISTRATION", _registration),
+    "API_KEYS_PER_USER": ("API_KEYS_PER_USER", _number("API_KEYS_PER_USER", int, 1, 10_000)),
     "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
     "SIGNUP_RATE_LIMIT": ("SIGNUP_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
@@ -276,6 +277,8 @@ class Config:
     JWT_TOKEN_LOCATION = ["headers"]
     #: "open": anyone may sign up with POST /users; "admin": only admins create users.
     REGISTRATION = "open"
+    #: Live API keys (neither revoked nor expired) one person may hold; past it, 409.
+    API_KEYS_PER_USER = 50
     #: Failed logins allowed per client IP before 429 (Flask-Limiter notation).
     LOGIN_RATE_LIMIT = "5 per minute"
     #: Sign-ups (and sign-ups finding the email taken) allowed per client IP; admins are exempt.
