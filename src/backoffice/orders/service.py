@@ -13,10 +13,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 
 from backoffice import work
+from backoffice.auth import service as auth
 from backoffice.database import utcnow
-from backoffice.errors import Conflict, NotFound, ValidationFailed
+from backoffice.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from backoffice.extensions import db
 from backoffice.items import service as items
 from backoffice.orders.models import Order, OrderLine, OrderStatus
@@ -24,6 +26,7 @@ from backoffice.orders.schemas import MAX_UNITS
 from backoffice.ownership import visible_to
 from backoffice.pagination import Page, paginate
 from backoffice.transactions import commit
+from backoffice.users import service as users
 from backoffice.versioning import commit_versioned, require_version
 
 #: Orders that still hold their items: stock taken and not given back or shipped.
@@ -48,8 +51,14 @@ def merge_lines(lines: Iterable[tuple[uuid.UUID, int]]) -> dict[uuid.UUID, int]:
 def place_order(
     user_id: uuid.UUID, lines: Sequence[tuple[uuid.UUID, int]], note: str | None = None
 ) -> Order:
-    """Take the stock of every line and record the order, in one transaction."""
+    """Take the stock of every line and record the order, in one transaction.
+
+    The person is held first (`users.hold_user`): deleted meanwhile, they get 401 and
+    nothing is taken; their deletion, waiting, then sees this order and cancels it.
+    """
     units = merge_lines(lines)
+    if not users.hold_user(user_id):
+        raise _OwnerGone()
     names = items.take_stock(units)
     order = Order(
         user_id=user_id,
@@ -62,8 +71,22 @@ def place_order(
         ],
     )
     db.session.add(order)
-    commit()
+    try:
+        commit()
+    except IntegrityError:
+        # The only reference that can break: the person, deleted between `hold_user` and
+        # this insert on SQLite, where that read holds nothing (the items are locked).
+        db.session.rollback()
+        raise _OwnerGone() from None
     return order
+
+
+class _OwnerGone(Unauthorized):
+    def __init__(self) -> None:
+        super().__init__(
+            "Your account was deleted while this order was placed: nothing was taken.",
+            headers=auth.INVALID_TOKEN,
+        )
 
 
 def visible_order(order_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> Order:
@@ -128,6 +151,27 @@ def fulfil_order(order_id: uuid.UUID, expected_version: int | None = None) -> Or
     order.status, order.fulfilled_at = OrderStatus.FULFILLED, utcnow()
     commit_versioned("order", order_id)
     return order
+
+
+def cancel_orders_of(user_id: uuid.UUID) -> None:
+    """A person is being deleted (users tell, in the deleting transaction): their pending
+    orders are cancelled and every unit goes back to stock, committed with the deletion.
+    Paid and fulfilled orders stay, records of stock that moved (their user_id becomes
+    null). An order that is paid or cancelled meanwhile makes its versioned UPDATE miss
+    (StaleDataError, at the caller's flush): the deletion is then refused, never half done.
+    """
+    pending = db.session.scalars(
+        select(Order).where(Order.user_id == user_id, Order.status == OrderStatus.PENDING)
+    ).all()
+    units: Counter[uuid.UUID] = Counter()
+    for order in pending:
+        for line in order.lines:
+            if line.item_id is not None:
+                units[line.item_id] += line.quantity
+    items.return_stock(units)  # one call: every item in id order, as take_stock locks them
+    now = utcnow()
+    for order in pending:
+        order.status, order.cancelled_at = OrderStatus.CANCELLED, now
 
 
 def open_orders_holding(item_id: uuid.UUID) -> str | None:
