@@ -137,20 +137,7 @@ def update_user(
     user = visible_user(user_id, viewer_id, viewer_is_admin)
     if ADMIN_ONLY_FIELDS & changes.keys() and not viewer_is_admin:
         raise Forbidden("Only an admin changes a user's role or active flag.")
-    current_password = changes.pop("current_password", None)
-    guarded = NEEDS_CURRENT_PASSWORD & changes.keys()
-    if current_password is not None and not guarded:
-        raise ValidationFailed(
-            "current_password is sent only with a new password or email.",
-            errors=[
-                {
-                    "field": "current_password",
-                    "message": "is sent only with a new password or email",
-                }
-            ],
-        )
-    if guarded and user_id == viewer_id:
-        _check_current_password(user, current_password)
+    _require_current_password(user, changes, changes.pop("current_password", None), viewer_id)
     password = changes.pop("password", None)
     removes_an_admin = _is_active_admin(user) and (
         changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("active", True) is False
@@ -246,6 +233,22 @@ def _lock_for_deletion(user_id: uuid.UUID) -> None:
         update(USERS).where(USERS.c.id == user_id).values(updated_at=USERS.c.updated_at)
     )
     db.session.execute(select(USERS.c.id).where(USERS.c.id == user_id).with_for_update())
+
+
+def _require_current_password(
+    user: User, changes: dict[str, Any], current_password: str | None, viewer_id: uuid.UUID
+) -> None:
+    """`current_password` comes only with a new password or email (422 alone), and is
+    needed, and checked, when the password or email is the viewer's own."""
+    guarded = NEEDS_CURRENT_PASSWORD & changes.keys()
+    if current_password is not None and not guarded:
+        message = "is sent only with a new password or email"
+        raise ValidationFailed(
+            f"current_password {message}.",
+            errors=[{"field": "current_password", "message": message}],
+        )
+    if guarded and user.id == viewer_id:
+        _check_current_password(user, current_password)
 
 
 def _check_current_password(user: User, current_password: str | None) -> None:
