@@ -152,6 +152,36 @@ def test_retention_settings_default_to_the_documented_values():
     assert (zero["JOB_RETENTION_DAYS"], zero["PRUNE_INTERVAL_SECONDS"]) == (0, 0.0)
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "59", "2592001", "1.5", "a day"])
+def test_an_idempotency_ttl_out_of_bounds_is_one_line_naming_it(value):
+    """At 0 or below a retry after the first answer would create a second resource."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"APP_ENV": "testing", "IDEMPOTENCY_TTL_SECONDS": value})
+    assert str(refused.value) == (
+        f"IDEMPOTENCY_TTL_SECONDS must be a number from 60 to 2592000, not {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("60", 60), (" 86400 ", 86400), ("2592000", 2592000)]
+)
+def test_an_idempotency_ttl_from_a_minute_to_30_days_is_taken(value, seconds):
+    config = load_settings({"APP_ENV": "testing", "IDEMPOTENCY_TTL_SECONDS": value})
+    assert config["IDEMPOTENCY_TTL_SECONDS"] == seconds
+    assert load_settings({"APP_ENV": "testing"})["IDEMPOTENCY_TTL_SECONDS"] == 86400
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "10001", "many"])
+def test_api_keys_per_user_out_of_bounds_is_refused_naming_it(value):
+    with pytest.raises(ConfigError, match=r"^API_KEYS_PER_USER must be a number from 1 to 10000"):
+        load_settings({"APP_ENV": "testing", "API_KEYS_PER_USER": value})
+
+
+def test_api_keys_per_user_defaults_to_50():
+    assert load_settings({"APP_ENV": "testing"})["API_KEYS_PER_USER"] == 50
+    assert load_settings({"API_KEYS_PER_USER": "3"})["API_KEYS_PER_USER"] == 3
+
+
 @pytest.mark.parametrize(
     ("environ", "variable"),
     [

@@ -42,6 +42,7 @@ from backoffice.tools import routes as tools
 from backoffice.tools.capacity import init_chat_places
 from backoffice.tools.llm import init_chat_gateway
 from backoffice.users import routes as users
+from backoffice.users import service as users_service
 from backoffice.webhooks import routes as webhooks
 from backoffice.webhooks import service as webhooks_service
 
@@ -130,8 +131,9 @@ def _register_blueprints(app: APIFlask) -> None:
 def _wire_registries(app: APIFlask) -> None:
     """What each kind of background work does, in one table the web process and the
     worker share: a job type without a runner fails here, an event type without a
-    handler ends `ignored`. Who holds items (open orders), asked before a delete. And
-    what `/metrics` reads from the database at scrape time."""
+    handler ends `ignored`. Who holds items (open orders), asked before a delete; who
+    must hear of a user's deletion (orders cancel the pending ones). And what `/metrics`
+    reads from the database at scrape time."""
     jobs_service.init_runners(
         app,
         {
@@ -141,6 +143,7 @@ def _wire_registries(app: APIFlask) -> None:
     )
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})
     items_service.init_holders(app, [orders_service.open_orders_holding])
+    users_service.init_deletion_listeners(app, [orders_service.cancel_orders_of])
     metrics.add_reader(app, "work_queues", work.queue_metrics)
     metrics.add_reader(
         app, "retention", lambda now: [metrics.retention_overdue(housekeeping.overdue_ages(now))]

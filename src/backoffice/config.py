@@ -138,6 +138,10 @@ def _number(
 ) -> Callable[[str], Any]:
     """A number between `low` and `high`, refused with the variable's name otherwise."""
 
+    def shown(bound: float) -> str:
+        # A whole number in full: 2592000, not the 2.592e+06 that `:g` writes.
+        return f"{bound:g}" if kind is float else f"{bound:.0f}"
+
     def parse(value: str) -> int | float:
         try:
             number = kind(value.strip())
@@ -145,7 +149,7 @@ def _number(
             number = low - 1
         if not low <= number <= high:
             raise ConfigError(
-                f"{variable} must be a number from {low:g} to {high:g}, not {value!r}"
+                f"{variable} must be a number from {shown(low)} to {shown(high)}, not {value!r}"
             )
         return number
 
@@ -159,6 +163,11 @@ def normalize_database_url(url: str) -> str:
             return "postgresql+psycopg://" + url[len(scheme) :]
     return url
 
+
+#: How long an `Idempotency-Key` may be remembered, in seconds: at least a minute (a client
+#: retries within that; at 0 or less a retry after the first answer would create a second
+#: resource), at most 30 days (the records are kept that long, one per create).
+MIN_IDEMPOTENCY_TTL, MAX_IDEMPOTENCY_TTL = 60, 30 * 24 * 60 * 60
 
 #: environment variable -> (config key, parser)
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -180,11 +189,15 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CORS_ALLOW_CREDENTIALS": ("CORS_ALLOW_CREDENTIALS", _bool),
     "CORS_MAX_AGE": ("CORS_MAX_AGE", int),
     "HSTS_MAX_AGE": ("HSTS_MAX_AGE", int),
-    "IDEMPOTENCY_TTL_SECONDS": ("IDEMPOTENCY_TTL_SECONDS", int),
+    "IDEMPOTENCY_TTL_SECONDS": (
+        "IDEMPOTENCY_TTL_SECONDS",
+        _number("IDEMPOTENCY_TTL_SECONDS", int, MIN_IDEMPOTENCY_TTL, MAX_IDEMPOTENCY_TTL),
+    ),
     "INSTANCE_CONFIG": ("INSTANCE_CONFIG", _bool),
     "JWT_ACCESS_TOKEN_EXPIRES": ("JWT_ACCESS_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
     "JWT_REFRESH_TOKEN_EXPIRES": ("JWT_REFRESH_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
     "REGISTRATION": ("REGISTRATION", _registration),
+    "API_KEYS_PER_USER": ("API_KEYS_PER_USER", _number("API_KEYS_PER_USER", int, 1, 10_000)),
     "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
     "SIGNUP_RATE_LIMIT": ("SIGNUP_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
@@ -285,6 +298,8 @@ class Config:
     JWT_TOKEN_LOCATION = ["headers"]
     #: "open": anyone may sign up with POST /users; "admin": only admins create users.
     REGISTRATION = "open"
+    #: Live API keys (neither revoked nor expired) one person may hold; past it, 409.
+    API_KEYS_PER_USER = 50
     #: Failed logins allowed per client IP before 429 (Flask-Limiter notation).
     LOGIN_RATE_LIMIT = "5 per minute"
     #: Sign-ups (and sign-ups finding the email taken) allowed per client IP; admins are exempt.

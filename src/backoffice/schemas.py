@@ -23,22 +23,58 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
 from backoffice.storable import NUL_MESSAGE, nul_path
+from backoffice.visible_text import (
+    BIDI_CONTROLS,
+    BIDI_MESSAGE,
+    INVISIBLE,
+    INVISIBLE_MESSAGE,
+    WHITE_SPACE,
+    Ranges,
+    char_class,
+    has_bidi_control,
+    has_visible,
+)
 
 
 @dataclass(frozen=True)
-class _WithoutControls:
-    """Refuse control characters (Unicode category Cc) but `allowed`, and say so in the JSON
-    schema: `pattern` is the same rule, so the document tells which strings are accepted."""
+class _Text:
+    """Text a person typed and others read (`backoffice.visible_text`): no control
+    characters (Unicode category Cc) but `allowed`, no bidirectional embedding, override or
+    isolate controls, and, unless empty, at least one visible character. Applied after
+    `trimmed`, so it sees the text as stored.
 
-    allowed: str
-    pattern: str
+    The JSON schema's `pattern` states the same rules, so the document tells which strings
+    are accepted; all but one: that a combining mark alone shows nothing (a visible
+    character is one outside the invisible ranges *and* not a mark), which would take a
+    class of some 300 ranges, so `description` says it instead.
+    """
+
+    controls: Ranges
+    description: str
 
     def check(self, value: str) -> str:
         # Control characters are never meant in text a person typed; U+0000 cannot even be
         # stored by PostgreSQL. Refuse them here rather than fail or mangle them later.
-        if any(unicodedata.category(char) == "Cc" and char not in self.allowed for char in value):
+        if any(unicodedata.category(char) == "Cc" and not self._allowed(char) for char in value):
             raise ValueError("must not contain control characters")
+        if has_bidi_control(value):
+            raise ValueError(BIDI_MESSAGE)
+        if value and not has_visible(value):
+            raise ValueError(INVISIBLE_MESSAGE)
         return value
+
+    def _allowed(self, char: str) -> bool:
+        return not any(low <= ord(char) <= high for low, high in self.controls)
+
+    def pattern(self, min_length: int) -> str:
+        """The rules as a regex: a character outside the invisible ranges somewhere (or,
+        where the field may be empty, only white space, which trimming empties), and no
+        refused control anywhere."""
+        forbidden = char_class(self.controls + BIDI_CONTROLS)
+        visible = f"[\\s\\S]*[^{char_class(INVISIBLE)}]"
+        if min_length < 1:
+            visible = f"[{char_class(WHITE_SPACE)}]*$|{visible}"
+        return f"^(?={visible})[^{forbidden}]*$"
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -48,13 +84,24 @@ class _WithoutControls:
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {**handler(schema), "pattern": self.pattern}
+        json = handler(schema)
+        pattern = self.pattern(json.get("minLength", 0))
+        return {"description": self.description, **json, "pattern": pattern}
 
 
+#: What every text field requires, as its description in the document says.
+TEXT_RULES = (
+    "at least one visible character (not only white space, invisible characters or "
+    "combining marks); no bidirectional embedding, override or isolate controls "
+    "(U+202A-U+202E, U+2066-U+2069)"
+)
 #: A name or title: no control characters at all (Cc is U+0000-U+001F and U+007F-U+009F).
-single_line = _WithoutControls("", r"^[^\x00-\x1f\x7f-\x9f]*$")
+single_line = _Text(((0x00, 0x1F), (0x7F, 0x9F)), f"One line of text: {TEXT_RULES}.")
 #: Free text: line breaks and tabs allowed, other control characters not.
-multi_line = _WithoutControls("\t\n\r", r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")
+multi_line = _Text(
+    ((0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x9F)),
+    f"Text; line breaks and tabs allowed, other control characters not: {TEXT_RULES}.",
+)
 
 
 def trimmed(min_length: int, max_length: int) -> StringConstraints:
@@ -125,9 +172,12 @@ def _document_patch(schema: dict[str, Any], model: type[BaseModel]) -> None:
             del field["anyOf"]
             field.pop("default", None)
             field.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
-    dependent: dict[str, list[str]] = getattr(model, "dependent_required", {})
-    if dependent:
-        schema["dependentRequired"] = dependent
+    companions: dict[str, list[str]] = getattr(model, "sent_only_with", {})
+    if companions:
+        schema["dependentSchemas"] = {
+            field: {"anyOf": [{"required": [other]} for other in others]}
+            for field, others in companions.items()
+        }
     _state_without_nul(schema)
 
 
@@ -136,6 +186,8 @@ class PatchModel(InputModel):
 
     Fields listed in `not_nullable` may be left out but not sent as null (a name, a
     quantity); the others may be cleared with null. The body must hold at least one field.
+    `sent_only_with` documents a field that comes only with one of some others (the
+    service refuses it alone, naming it), as JSON Schema's `dependentSchemas`.
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_document_patch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from structlog.testing import capture_logs
 from backoffice.auth.models import ApiKey
 from backoffice.extensions import db
 from tests.auth.racing import all_at_once
-from tests.support import assert_problem, eventually
+from tests.support import assert_problem, count_rows, eventually
 
 
 def key_headers(key: str) -> dict[str, str]:
@@ -205,3 +206,126 @@ def test_keys_made_while_the_owner_is_deactivated_never_come_back(
         lambda: db.session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))).all()
     )
     assert live == []
+
+
+# --- the list and the bound ----------------------------------------------------------
+
+
+def test_keys_are_listed_in_keyset_pages_newest_first(client):
+    made = [new_key(client, name=f"robot {n}")["id"] for n in range(5)]
+    assert client.delete(f"/api/auth/api-keys/{made[2]}").status_code == 204
+    seen, path, pages = [], "/api/auth/api-keys?limit=2", 0
+    while path:
+        page = client.get(path)
+        assert page.status_code == 200
+        assert set(page.json) == {"data", "next_cursor"}
+        seen += [entry["id"] for entry in page.json["data"]]
+        pages += 1
+        if page.json["next_cursor"] is None:
+            assert "Link" not in page.headers
+            break
+        link = page.headers["Link"]
+        assert link.endswith('>; rel="next"')
+        assert "limit=2" in link
+        assert f"cursor={page.json['next_cursor']}" in link
+        path = link[link.index("/api/") : link.index(">")]
+    assert seen == [made[4], made[3], made[1], made[0]]  # newest first, the revoked one gone
+    assert pages == 2
+    default = client.get("/api/auth/api-keys").json
+    assert (len(default["data"]), default["next_cursor"]) == (4, None)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=-5&foo=bar",
+        "foo=bar",
+        "limit=0",
+        "limit=101",
+        "limit=two",
+        "cursor=forged.cursor",
+        "cursor=",
+    ],
+)
+def test_bad_list_queries_are_400(client, query):
+    new_key(client)
+    response = client.get(f"/api/auth/api-keys?{query}")
+    assert_problem(response, 400)
+    assert response.json["errors"]
+
+
+def test_a_cursor_of_another_list_is_400(as_user, admin, make_user):
+    make_user()
+    http = as_user(admin)
+    users_cursor = http.get("/api/users?limit=1").json["next_cursor"]
+    assert users_cursor
+    assert_problem(http.get(f"/api/auth/api-keys?cursor={users_cursor}"), 400, "cursor")
+
+
+def test_the_list_shows_only_your_own_keys(client, as_user, make_user):
+    mine = new_key(client)["id"]
+    other = as_user(make_user())
+    new_key(other)
+    assert [entry["id"] for entry in client.get("/api/auth/api-keys").json["data"]] == [mine]
+
+
+@pytest.fixture
+def bounded(make_app, database_url, member, client):
+    """The member's client on an app that lets one person hold 3 live keys."""
+    http = make_app(DATABASE_URL=database_url, API_KEYS_PER_USER="3").test_client()
+    http.environ_base.update(client.environ_base)
+    return http
+
+
+def live_keys(user_id) -> int:
+    now = datetime.now(UTC)
+    return len(
+        [
+            key
+            for key in db.session.scalars(select(ApiKey).where(ApiKey.user_id == user_id))
+            if key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+        ]
+    )
+
+
+def test_past_api_keys_per_user_live_keys_a_new_one_is_409(bounded, member, in_db):
+    made = [new_key(bounded, name=f"robot {n}") for n in range(3)]
+    refused = bounded.post("/api/auth/api-keys", json={"name": "one too many"})
+    assert_problem(refused, 409)
+    assert refused.json["limit"] == 3
+    assert "API_KEYS_PER_USER=3" in refused.json["detail"]
+    assert in_db(lambda: count_rows(ApiKey)) == 3
+    # A revoked key does not count: there is room for one more.
+    assert bounded.delete(f"/api/auth/api-keys/{made[0]['id']}").status_code == 204
+    new_key(bounded, name="after a revocation")
+    assert_problem(bounded.post("/api/auth/api-keys", json={"name": "again"}), 409)
+
+    def expire() -> None:
+        db.session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == uuid.UUID(made[1]["id"]))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        db.session.commit()
+
+    in_db(expire)  # nor does an expired one
+    new_key(bounded, name="after an expiry")
+    assert in_db(lambda: (count_rows(ApiKey), live_keys(member.id))) == (5, 3)
+
+
+def test_simultaneous_creations_never_exceed_the_bound(
+    database_url, make_app, client, member, in_db
+):
+    """24 creations at once by one person over three workers: exactly 3 get a key."""
+    apps = [make_app(DATABASE_URL=database_url, API_KEYS_PER_USER="3") for _ in range(3)]
+
+    def create(n: int):
+        http = apps[n % 3].test_client()
+        http.environ_base.update(client.environ_base)
+        return http.post("/api/auth/api-keys", json={"name": f"robot {n}"})
+
+    answers = all_at_once([lambda n=n: create(n) for n in range(24)])
+    statuses = Counter(answer.status_code for answer in answers)
+    assert statuses == {201: 3, 409: 21}, statuses
+    assert all(answer.json["limit"] == 3 for answer in answers if answer.status_code == 409)
+    assert in_db(lambda: (count_rows(ApiKey), live_keys(member.id))) == (3, 3)

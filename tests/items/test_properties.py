@@ -20,6 +20,27 @@ UNICODE_WHITE_SPACE = (
     + "\u2028\u2029\u202f\u205f\u3000"
 )
 
+#: Format characters that are drawn (the prepended concatenation marks: U+0600 shows).
+DRAWN_FORMAT = {*map(chr, range(0x0600, 0x0606)), "\u06dd", "\u070f", "\u0890", "\u0891"}
+DRAWN_FORMAT |= {"\u08e2", "\U000110bd", "\U000110cd"}
+#: Letters and symbols that are drawn as nothing: Hangul fillers, the blank braille pattern.
+BLANK = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}
+#: Code points reserved as default-ignorable (or as hieroglyph format controls): unassigned
+#: here, they will never be drawn. Other unassigned ones count as visible (a newer emoji).
+RESERVED_INVISIBLE = [(0x2065, 0x2065), (0xFFF0, 0xFFF8), (0x13430, 0x1343F), (0xE0000, 0xE0FFF)]
+BIDI_CONTROLS = {*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+
+
+def shows(char: str) -> bool:
+    """A person sees something: letters, numbers, punctuation, symbols, private-use and
+    unassigned characters do, but for the few above; controls, format characters, white
+    space and combining marks (alone) do not."""
+    if char in BLANK or any(low <= ord(char) <= high for low, high in RESERVED_INVISIBLE):
+        return False
+    category = unicodedata.category(char)
+    return category[0] in "LNPS" or category in ("Co", "Cn") or char in DRAWN_FORMAT
+
+
 PROPERTY_SETTINGS = settings(
     max_examples=20,
     deadline=None,
@@ -74,7 +95,8 @@ def test_create_accepts_exactly_the_valid_items(app, client, name, quantity):
     _reset(app)
     trimmed = name.strip(UNICODE_WHITE_SPACE)
     controls = any(unicodedata.category(char) == "Cc" for char in trimmed)
-    valid_name = 1 <= len(trimmed) <= 200 and not controls
+    hidden = not any(shows(char) for char in trimmed) or bool(BIDI_CONTROLS & set(trimmed))
+    valid_name = 1 <= len(trimmed) <= 200 and not controls and not hidden
     valid_quantity = 0 <= quantity <= 2_147_483_647
     response = client.post("/api/items", json={"name": name, "quantity": quantity})
     with app.app_context():

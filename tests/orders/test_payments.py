@@ -81,7 +81,13 @@ def test_a_signed_payment_marks_the_order_paid_once(partner, worker, client, as_
         ("cancelled", "was cancelled"),
         ("no_order_id", "no valid order_id"),
         ("bad_order_id", "no valid order_id"),
-        ("nul_payment_id", "payment_id holding U+0000"),
+        ("nul_payment_id", "payment_id holding a control character (U+0000)"),
+        ("line_break_payment_id", "payment_id holding a control character (U+000A)"),
+        ("long_payment_id", "payment_id of 256 characters (1 to 255)"),
+        ("empty_payment_id", "payment_id of 0 characters (1 to 255)"),
+        ("object_payment_id", "payment_id that is an object, not a string"),
+        ("array_payment_id", "payment_id that is an array, not a string"),
+        ("number_payment_id", "payment_id that is a number, not a string"),
     ],
 )
 def test_a_payment_that_can_never_apply_fails_at_once_with_its_reason(
@@ -101,8 +107,8 @@ def test_a_payment_that_can_never_apply_fails_at_once_with_its_reason(
         client.post(f"/api/orders/{order['id']}/cancel")
     elif case == "no_order_id":
         del payload["order_id"]
-    elif case == "nul_payment_id":  # stored with the event; a text column cannot hold it
-        payload["payment_id"] = "pi_\u0000"
+    elif case in BAD_PAYMENT_IDS:  # stored with the event as sent; the order cannot keep it
+        payload["payment_id"] = BAD_PAYMENT_IDS[case]
     else:
         payload["order_id"] = "order-42"
     response = gateway.test_client().post("/api/webhook", json=payload)
@@ -114,6 +120,35 @@ def test_a_payment_that_can_never_apply_fails_at_once_with_its_reason(
     assert reason in event["last_error"]
     failed = as_user(admin).get("/api/webhooks/events?status=failed").json["data"]
     assert [e["id"] for e in failed] == [str(event_id)]
-    assert client.get(f"/api/orders/{order['id']}").json["status"] == (
-        "cancelled" if case == "cancelled" else "pending"
+    order_now = client.get(f"/api/orders/{order['id']}").json
+    assert order_now["status"] == ("cancelled" if case == "cancelled" else "pending")
+    assert (order_now["paid_at"], order_now["payment_reference"]) == (None, None)
+
+
+#: payment_ids the order cannot keep as sent (the event fails instead of cutting one to 255
+#: characters or storing an object as Python's rendering of it).
+BAD_PAYMENT_IDS = {
+    "nul_payment_id": "pi_\u0000",
+    "line_break_payment_id": "pi_\n2",
+    "long_payment_id": "p" * 256,
+    "empty_payment_id": "",
+    "object_payment_id": {"id": "pi_1", "amount": 4200},
+    "array_payment_id": ["pi_1"],
+    "number_payment_id": 4200,
+}
+
+
+def test_a_payment_id_of_255_characters_is_kept_whole(make_app, database_url, tmp_path, client):
+    gateway = make_app(
+        DATABASE_URL=database_url,
+        WEBHOOK_UNSIGNED_SOURCES="default",
+        CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'unread.db'}",
     )
+    order = place(client)
+    reference = "pi_" + "é" * 252  # 255 characters, 507 bytes in UTF-8
+    payload = {"id": "evt_long", "event": "payment_success", "order_id": order["id"]}
+    response = gateway.test_client().post("/api/webhook", json={**payload, "payment_id": reference})
+    with gateway.app_context():
+        assert work.process("webhooks", uuid.UUID(response.json["id"])) is False  # done
+    paid = client.get(f"/api/orders/{order['id']}").json
+    assert (paid["status"], paid["payment_reference"]) == ("paid", reference)

@@ -1,4 +1,4 @@
-"""One canonical email (NFC, case-folded), used by sign-up, the unique index and login,
+"""One canonical email (NFKC, case-folded), used by sign-up, the unique index and login,
 on SQLite and PostgreSQL alike (whose `lower()` disagreed with Python's)."""
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ FINAL_SIGMA = "\u03c3\u03b1\u03c2@example.com"
 PLAIN_SIGMA = "\u03c3\u03b1\u03c3@example.com"
 NFC = unicodedata.normalize("NFC", "Jos\u00e9.Garc\u00eda@example.com")
 NFD = unicodedata.normalize("NFD", NFC)
+#: A full-width w (U+FF57): it looks like the plain one, and NFKC makes it one.
+FULL_WIDTH = "\uff57x@example.com"
 PASSWORD = "engine-no-1"
 
 #: (signed up as, logged in as): every pair is the same account.
@@ -35,6 +37,10 @@ SAME_ACCOUNT = [
     (NFC, NFD.upper()),
     ("Ada.Lovelace@Example.COM", "ada.lovelace@example.com"),
     ("ada.lovelace@example.com", "ADA.LOVELACE@EXAMPLE.COM"),
+    ("wx@example.com", FULL_WIDTH),
+    (FULL_WIDTH, "wx@example.com"),
+    (FULL_WIDTH, "WX@example.com"),
+    ("\ufb01le@example.com", "file@example.com"),  # the ligature fi
 ]
 
 
@@ -69,16 +75,28 @@ def test_the_address_is_kept_as_given_and_compared_canonically(anonymous, in_db)
     assert stored.email_canonical == NFC.casefold()
 
 
+def test_a_full_width_address_is_kept_as_given_and_logs_in_in_either_form(anonymous, in_db):
+    body = sign_up(anonymous, FULL_WIDTH).json
+    assert body["email"] == FULL_WIDTH
+    stored = in_db(lambda: db.session.get(User, uuid.UUID(body["id"])))
+    assert (stored.email, stored.email_canonical) == (FULL_WIDTH, "wx@example.com")
+    for typed in (FULL_WIDTH, "wx@example.com"):
+        answer = log_in(anonymous, typed)
+        assert answer.status_code == 200, (typed, answer.json)
+
+
 def test_taking_another_users_email_in_another_form_is_409(anonymous, as_user, make_user, in_db):
     sign_up(anonymous, SIGMA)
     other = make_user()
-    response = as_user(other).patch(f"/api/users/{other.id}", json={"email": FINAL_SIGMA})
+    change = {"email": FINAL_SIGMA, "current_password": other.password}
+    response = as_user(other).patch(f"/api/users/{other.id}", json=change)
     assert_problem(response, 409)
     assert in_db(lambda: db.session.get(User, other.id).email) == other.email
 
 
 def test_a_changed_email_logs_in_in_any_form(anonymous, as_user, member):
-    response = as_user(member).patch(f"/api/users/{member.id}", json={"email": NFD})
+    change = {"email": NFD, "current_password": member.password}
+    response = as_user(member).patch(f"/api/users/{member.id}", json=change)
     assert response.status_code == 200
     answer = anonymous.post(
         "/api/auth/token", json={"email": NFC.upper(), "password": member.password}

@@ -159,7 +159,11 @@ def test_invalid_patches_are_422(client, member, body, field):
 def test_taking_another_users_email_is_409(client, member, make_user, in_db):
     other = make_user()
     assert_problem(
-        client.patch(f"/api/users/{member.id}", json={"email": other.email.upper()}), 409
+        client.patch(
+            f"/api/users/{member.id}",
+            json={"email": other.email.upper(), "current_password": member.password},
+        ),
+        409,
     )
     assert in_db(lambda: db.session.get(User, member.id).email) == member.email
 
@@ -199,6 +203,38 @@ def test_an_admin_changes_someone_elses_password_without_theirs(anonymous, as_us
 def test_an_admin_changing_their_own_password_sends_the_current_one(as_user, admin):
     response = as_user(admin).patch(f"/api/users/{admin.id}", json={"password": "a new one!"})
     assert_problem(response, 422, "current_password")
+
+
+@pytest.mark.parametrize("path", ["/api/users/me", "/api/users/{id}"])
+def test_changing_your_own_email_takes_the_current_password(anonymous, client, member, in_db, path):
+    """A stolen access token alone cannot move the login email away from its owner."""
+    path = path.format(id=member.id)
+    new = {"email": "moved@example.com"}
+    missing = client.patch(path, json=new)
+    assert_problem(missing, 422, "current_password")
+    assert "password or email" in missing.json["detail"]
+    wrong = client.patch(path, json={**new, "current_password": "not-my-password"})
+    assert_problem(wrong, 422, "current_password")
+    assert in_db(lambda: db.session.get(User, member.id).email) == member.email
+    right = client.patch(path, json={**new, "current_password": member.password})
+    assert right.status_code == 200
+    assert right.json["email"] == "moved@example.com"
+    assert in_db(lambda: db.session.get(User, member.id).email) == "moved@example.com"
+    login = {"email": "moved@example.com", "password": member.password}
+    assert anonymous.post("/api/auth/token", json=login).status_code == 200
+
+
+def test_an_admin_changes_someone_elses_email_without_theirs(anonymous, as_user, admin, member):
+    changed = as_user(admin).patch(f"/api/users/{member.id}", json={"email": "set@example.com"})
+    assert changed.status_code == 200
+    login = {"email": "set@example.com", "password": member.password}
+    assert anonymous.post("/api/auth/token", json=login).status_code == 200
+
+
+def test_an_admin_changing_their_own_email_sends_the_current_password(as_user, admin, in_db):
+    response = as_user(admin).patch(f"/api/users/{admin.id}", json={"email": "me@example.com"})
+    assert_problem(response, 422, "current_password")
+    assert in_db(lambda: db.session.get(User, admin.id).email) == admin.email
 
 
 def test_current_password_without_a_new_one_is_422(client, member):

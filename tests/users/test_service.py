@@ -48,8 +48,12 @@ def test_admin_registration_lets_an_admin_create_a_member(app):
         ("Jose\u0301@example.com", "jos\u00e9@example.com"),  # NFD in, NFC out
         ("Stra\u00dfe@example.de", "strasse@example.de"),
         ("\u0130stanbul@example.com", "i\u0307stanbul@example.com"),
+        ("\uff57x@example.com", "wx@example.com"),  # full-width w
+        ("\uff37\uff38@example.com", "wx@example.com"),  # full-width capitals
+        ("\ufb01le@example.com", "file@example.com"),  # the ligature fi
+        ("a\u00b2@example.com", "a2@example.com"),  # superscript two
     ],
 )
-def test_emails_are_compared_nfc_and_case_folded(given, canonical):
+def test_emails_are_compared_nfkc_and_case_folded(given, canonical):
     assert canonical_email(given) == canonical
     assert canonical_email(canonical) == canonical  # the form is stable

@@ -14,11 +14,13 @@ from backoffice.auth.schemas import (
     ApiKeyIn,
     ApiKeyList,
     ApiKeyOut,
+    ApiKeyQuery,
     TokenOut,
     TokenRequest,
 )
 from backoffice.conventions import no_content
 from backoffice.openapi import problem_responses
+from backoffice.pagination import page_response
 from backoffice.users import service as users
 
 bp = APIBlueprint("auth", __name__, tag="Auth")
@@ -65,9 +67,13 @@ def logout() -> Response:
 @bp.auth_required(bearer)
 @bp.input(ApiKeyIn, arg_name="new_key")
 @bp.output(ApiKeyCreated, status_code=201)
-@bp.doc(responses=problem_responses(400, 401, 403, 415, 422))
+@bp.doc(responses=problem_responses(400, 401, 403, 409, 415, 422))
 def create_api_key(new_key: ApiKeyIn) -> Any:
-    """Create an API key (its secret is in this answer only)"""
+    """Create an API key (its secret is in this answer only)
+
+    One person holds at most `API_KEYS_PER_USER` live keys (neither revoked nor expired);
+    past it, 409 naming the `limit`: revoke one first.
+    """
     api_key, secret = service.create_api_key(
         current_principal(), new_key.name, new_key.scopes, new_key.expires_at
     )
@@ -77,10 +83,13 @@ def create_api_key(new_key: ApiKeyIn) -> Any:
 
 @bp.get("/auth/api-keys")
 @bp.auth_required(bearer)
+@bp.input(ApiKeyQuery, location="query", arg_name="query")
 @bp.output(ApiKeyList)
-def list_api_keys() -> Any:
-    """List your live API keys (never their secrets)"""
-    return {"data": service.list_api_keys(current_principal().user_id)}
+@bp.doc(responses=problem_responses(400, 401))
+def list_api_keys(query: ApiKeyQuery) -> Any:
+    """List your API keys that are not revoked, newest first (never their secrets)"""
+    owner = current_principal().user_id
+    return page_response(service.list_api_keys(owner, query.limit, query.cursor))
 
 
 @bp.delete("/auth/api-keys/<uuid:key_id>")

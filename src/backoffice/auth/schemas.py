@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, AwareDatetime, Field, StrictStr
 
 from backoffice.auth.principal import Scope
+from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backoffice.schemas import InputModel, OutputModel, Timestamp, single_line, trimmed
 from backoffice.users.schemas import Email
 
@@ -54,5 +55,11 @@ class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret. Shown this once: store it now.")
 
 
+class ApiKeyQuery(InputModel):
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
 class ApiKeyList(OutputModel):
     data: list[ApiKeyOut]
+    next_cursor: str | None

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, cast
 from flask import Flask, current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from jwt import PyJWTError
-from sqlalchemy import Table, bindparam, exists, or_, select, update
+from sqlalchemy import Row, Table, bindparam, exists, func, or_, select, update
 from sqlalchemy.engine import make_url
 
 from backoffice.auth import revocations
@@ -24,8 +24,9 @@ from backoffice.auth.models import ApiKey, RevokedToken
 from backoffice.auth.principal import Principal, scopes_for
 from backoffice.auth.token_states import TokenStates, token_states_for
 from backoffice.database import utcnow
-from backoffice.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from backoffice.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from backoffice.extensions import db
+from backoffice.pagination import Page, paginate
 from backoffice.readonly import read_row
 from backoffice.users.models import User
 
@@ -54,6 +55,16 @@ KEY_BY_PREFIX = (
     )
     .join(USERS, USERS.c.id == API_KEYS.c.user_id)
     .where(API_KEYS.c.prefix == bindparam("prefix"))
+)
+#: What a list shows of a key: never its hash.
+API_KEY_COLUMNS = select(
+    API_KEYS.c.id,
+    API_KEYS.c.name,
+    API_KEYS.c.prefix,
+    API_KEYS.c.scopes,
+    API_KEYS.c.expires_at,
+    API_KEYS.c.last_used_at,
+    API_KEYS.c.created_at,
 )
 KEY_PREFIX = "bo_"
 #: last_used_at is written at most this often per key, not on every request.
@@ -273,7 +284,9 @@ def create_api_key(
     """A new key and its secret, which is shown this once and never stored.
 
     The owner's row is locked while the key is added, so a deactivation running at the
-    same time either waits and then ends this key too, or comes first and this is 401.
+    same time either waits and then ends this key too, or comes first and this is 401;
+    and the owner's creations run one at a time, so none sees a count another is about
+    to change: at most API_KEYS_PER_USER live keys, however many arrive at once (409).
     """
     allowed = scopes_for(owner.role)
     wanted = set(scopes) if scopes is not None else allowed - {"admin"}
@@ -285,6 +298,7 @@ def create_api_key(
             errors=[{"field": "expires_at", "message": "must be in the future"}],
         )
     _lock_live_owner(owner)
+    _check_room_for_a_key(owner.user_id)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey(
@@ -313,6 +327,30 @@ def _lock_live_owner(owner: Principal) -> None:
         raise Unauthorized("Your session has ended: log in again.", headers=INVALID_TOKEN)
 
 
+def _check_room_for_a_key(user_id: uuid.UUID) -> None:
+    """409 if the user already holds API_KEYS_PER_USER live keys (neither revoked nor
+    expired). Called with the owner's row locked (`_lock_live_owner`), so the count is
+    that of every creation committed before this one, and none runs beside it."""
+    limit: int = current_app.config["API_KEYS_PER_USER"]
+    now = utcnow()
+    live = db.session.scalar(
+        select(func.count())
+        .select_from(API_KEYS)
+        .where(
+            API_KEYS.c.user_id == user_id,
+            API_KEYS.c.revoked_at.is_(None),
+            or_(API_KEYS.c.expires_at.is_(None), API_KEYS.c.expires_at > now),
+        )
+    )
+    if (live or 0) >= limit:
+        db.session.rollback()
+        raise Conflict(
+            f"You hold {live} live API keys, the most one person may (API_KEYS_PER_USER="
+            f"{limit}): revoke one before creating another.",
+            limit=limit,
+        )
+
+
 def end_api_keys(user_id: uuid.UUID) -> None:
     """Revoke every live key of the user, in the caller's transaction (a deactivation):
     reactivating the user later does not bring them back."""
@@ -323,14 +361,10 @@ def end_api_keys(user_id: uuid.UUID) -> None:
     )
 
 
-def list_api_keys(user_id: uuid.UUID) -> list[ApiKey]:
-    return list(
-        db.session.scalars(
-            select(ApiKey)
-            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
-            .order_by(ApiKey.id.desc())
-        )
-    )
+def list_api_keys(user_id: uuid.UUID, limit: int, cursor: str | None) -> Page[Row[Any]]:
+    """A page of the user's keys that are not revoked (expired ones included), newest first."""
+    query = API_KEY_COLUMNS.where(API_KEYS.c.user_id == user_id, API_KEYS.c.revoked_at.is_(None))
+    return paginate("api-keys", query, ApiKey.id, limit, cursor)
 
 
 def revoke_api_key(key_id: uuid.UUID, user_id: uuid.UUID) -> None:

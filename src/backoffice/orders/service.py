@@ -6,24 +6,27 @@ Another member's order is simply not there (404).
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 
 from backoffice import work
+from backoffice.auth import service as auth
 from backoffice.database import utcnow
-from backoffice.errors import Conflict, NotFound, ValidationFailed
+from backoffice.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from backoffice.extensions import db
 from backoffice.items import service as items
 from backoffice.orders.models import Order, OrderLine, OrderStatus
 from backoffice.orders.schemas import MAX_UNITS
 from backoffice.ownership import visible_to
 from backoffice.pagination import Page, paginate
-from backoffice.storable import NUL
 from backoffice.transactions import commit
+from backoffice.users import service as users
 from backoffice.versioning import commit_versioned, require_version
 
 #: Orders that still hold their items: stock taken and not given back or shipped.
@@ -48,8 +51,14 @@ def merge_lines(lines: Iterable[tuple[uuid.UUID, int]]) -> dict[uuid.UUID, int]:
 def place_order(
     user_id: uuid.UUID, lines: Sequence[tuple[uuid.UUID, int]], note: str | None = None
 ) -> Order:
-    """Take the stock of every line and record the order, in one transaction."""
+    """Take the stock of every line and record the order, in one transaction.
+
+    The person is held first (`users.hold_user`): deleted meanwhile, they get 401 and
+    nothing is taken; their deletion, waiting, then sees this order and cancels it.
+    """
     units = merge_lines(lines)
+    if not users.hold_user(user_id):
+        raise _OwnerGone()
     names = items.take_stock(units)
     order = Order(
         user_id=user_id,
@@ -62,8 +71,22 @@ def place_order(
         ],
     )
     db.session.add(order)
-    commit()
+    try:
+        commit()
+    except IntegrityError:
+        # The only reference that can break: the person, deleted between `hold_user` and
+        # this insert on SQLite, where that read holds nothing (the items are locked).
+        db.session.rollback()
+        raise _OwnerGone() from None
     return order
+
+
+class _OwnerGone(Unauthorized):
+    def __init__(self) -> None:
+        super().__init__(
+            "Your account was deleted while this order was placed: nothing was taken.",
+            headers=auth.INVALID_TOKEN,
+        )
 
 
 def visible_order(order_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> Order:
@@ -130,6 +153,27 @@ def fulfil_order(order_id: uuid.UUID, expected_version: int | None = None) -> Or
     return order
 
 
+def cancel_orders_of(user_id: uuid.UUID) -> None:
+    """A person is being deleted (users tell, in the deleting transaction): their pending
+    orders are cancelled and every unit goes back to stock, committed with the deletion.
+    Paid and fulfilled orders stay, records of stock that moved (their user_id becomes
+    null). An order that is paid or cancelled meanwhile makes its versioned UPDATE miss
+    (StaleDataError, at the caller's flush): the deletion is then refused, never half done.
+    """
+    pending = db.session.scalars(
+        select(Order).where(Order.user_id == user_id, Order.status == OrderStatus.PENDING)
+    ).all()
+    units: Counter[uuid.UUID] = Counter()
+    for order in pending:
+        for line in order.lines:
+            if line.item_id is not None:
+                units[line.item_id] += line.quantity
+    items.return_stock(units)  # one call: every item in id order, as take_stock locks them
+    now = utcnow()
+    for order in pending:
+        order.status, order.cancelled_at = OrderStatus.CANCELLED, now
+
+
 def open_orders_holding(item_id: uuid.UUID) -> str | None:
     """Why an item cannot go: the open orders that took it (items' delete asks)."""
     count = db.session.scalar(
@@ -153,19 +197,53 @@ def _field(payload: dict[str, Any], name: str) -> Any:
     return payload.get(name)
 
 
+#: What the order keeps of the partner's `payment_id` (its column's size).
+MAX_PAYMENT_ID = 255
+#: How a payment_id of another JSON type is named in the event's `last_error`.
+_JSON_TYPES = {dict: "an object", list: "an array", bool: "a boolean", int: "a number"}
+
+
+def _payment_reference(payload: dict[str, Any]) -> str | None:
+    """The partner's `payment_id` as the order keeps it: none, or 1-255 characters of text
+    without control characters. Anything else is refused (`work.Rejected`), never cut to
+    fit nor stored as Python's rendering of an object: the reference must be the one the
+    partner sent, or an admin matching a refund to it would be misled."""
+    reference = _field(payload, "payment_id")
+    if reference is None:
+        return None
+    if not isinstance(reference, str):
+        kind = _JSON_TYPES.get(type(reference), "a number")
+        raise work.Rejected(f"payment_success has a payment_id that is {kind}, not a string")
+    if not 1 <= len(reference) <= MAX_PAYMENT_ID:
+        raise work.Rejected(
+            f"payment_success has a payment_id of {len(reference)} characters "
+            f"(1 to {MAX_PAYMENT_ID})"
+        )
+    # The payload keeps any text; a text column cannot hold U+0000, nor should a reference
+    # shown to people hold any other control character.
+    control = next((char for char in reference if unicodedata.category(char) == "Cc"), None)
+    if control is not None:
+        raise work.Rejected(
+            f"payment_success has a payment_id holding a control character (U+{ord(control):04X})"
+        )
+    return reference
+
+
 def handle_payment(payload: dict[str, Any], attempt: work.Attempt) -> None:
     """`payment_success`: mark the order paid, once.
 
     A redelivery, a replay or a second payment of a paid (or fulfilled) order changes
     nothing. An event naming no order, an unknown one or a cancelled one can never
     succeed: it is rejected (the event ends `failed` with the reason, for an admin to
-    see), not retried. The order's change commits with the event's outcome.
+    see), not retried; so can one whose `payment_id` the order cannot keep as sent. The
+    order's change commits with the event's outcome.
     """
     raw = _field(payload, "order_id")
     try:
         order_id = uuid.UUID(str(raw))
     except ValueError:
         raise work.Rejected(f"payment_success names no valid order_id ({raw!r})") from None
+    reference = _payment_reference(payload)
     order = db.session.get(Order, order_id, with_for_update=True)
     if order is None:
         raise work.Rejected(f"payment_success for order {order_id}, which does not exist")
@@ -176,11 +254,7 @@ def handle_payment(payload: dict[str, Any], attempt: work.Attempt) -> None:
             f"payment_success for order {order_id}, which was cancelled: refund the payment "
             "or reinstate the order by hand"
         )
-    reference = _field(payload, "payment_id")
-    text = str(reference)[:255] if reference is not None else None
-    if text is not None and NUL in text:  # the payload keeps it; a text column cannot
-        raise work.Rejected("payment_success has a payment_id holding U+0000")
     order.status, order.paid_at = OrderStatus.PAID, utcnow()
-    order.payment_reference = text
+    order.payment_reference = reference
     order.payment_event_id = attempt.row_id
     commit()

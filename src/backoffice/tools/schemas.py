@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, StrictBool, StrictS
 from pydantic_core import PydanticCustomError
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
-from backoffice.schemas import InputModel, OutputModel, Timestamp, multi_line, trimmed
+from backoffice.schemas import TEXT_RULES, InputModel, OutputModel, Timestamp, multi_line, trimmed
 
 #: The most text `POST {prefix}/process` takes, in characters (after trimming).
 MAX_PROCESS_CHARACTERS = 100_000
@@ -49,7 +49,7 @@ class ProcessIn(InputModel):
     input: Annotated[StrictStr, trimmed(1, MAX_PROCESS_CHARACTERS), multi_line] = Field(
         description=(
             "Free text, 1-100,000 characters after trimming; line breaks and tabs allowed, "
-            "other control characters not."
+            f"other control characters not; {TEXT_RULES}."
         )
     )
 
@@ -81,7 +81,8 @@ class ChatIn(InputModel):
         default=False, description="Answer as server-sent events (text/event-stream)."
     )
     system: Annotated[StrictStr, trimmed(1, MAX_SYSTEM_PROMPT), multi_line] | None = Field(
-        default=None, description="Instructions sent to the model before the message."
+        default=None,
+        description=f"Instructions sent to the model before the message; {TEXT_RULES}.",
     )
 
 

@@ -15,17 +15,21 @@ class Role(StrEnum):
 
 
 def canonical_email(address: str) -> str:
-    """The one form emails are compared in: Unicode NFC, full case folding, NFC again.
+    """The one form emails are compared in: Unicode NFKC, full case folding, NFKC again.
 
     Case folding (not `lower()`) makes every case variant one address. Python's `lower()`
     and PostgreSQL's disagree on Greek capital sigma at the end of a word (final or plain
     small sigma), so an address could sign up and never log in; folding maps all three
-    sigmas to one. NFC first makes a decomposed `e` + combining acute the composed `é`;
-    folding can decompose again (a dotted capital I folds to `i` and a combining dot),
-    hence the second NFC. Compatibility forms (NFKC) are not merged: they are different
-    characters a mail server may keep apart.
+    sigmas to one. NFKC first makes a decomposed `e` + combining acute the composed `é`,
+    and a compatibility character its plain counterpart: a full-width w (U+FF57) is `w`,
+    the ligature fi (U+FB01) is `fi`, a superscript two is `2`. Such look-alikes would let
+    a second account pass for the first; a mail server may keep them apart, but two people
+    whose addresses differ only so are far less likely than someone imitating another.
+    Folding can decompose again (a dotted capital I folds to `i` and a combining dot),
+    hence the second NFKC. Migration 9a4c1e7b3d5f recomputed the stored forms
+    (c3f8a1d6e9b2 had made them NFC).
     """
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", address).casefold())
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", address).casefold())
 
 
 class User(ResourceMixin, Base):

@@ -87,11 +87,12 @@ def get_user(user_id: uuid.UUID) -> Any:
 @bp.output(UserOut)
 @bp.doc(responses={**WRITE_ERRORS, **problem_responses(429)})
 def update_me(patch: UserPatch) -> Any:
-    """Change yourself; a new `password` needs your `current_password`
+    """Change yourself; a new `password` or `email` needs your `current_password`
 
-    Only an admin changes `role` or `active`. A wrong `current_password` is 422 and
-    counts as a failed login. A new password or a deactivation ends every token you
-    hold. No change may leave the service without an active admin (409)."""
+    Only an admin changes `role` or `active`. A missing or wrong `current_password` is
+    422 (nothing changes), and a wrong one counts as a failed login. A new password or a
+    deactivation ends every token you hold. No change may leave the service without an
+    active admin (409)."""
     caller = current_principal()
     return service.update_user(caller.user_id, patch.changes(), caller.user_id, caller.is_admin)
 
@@ -105,10 +106,11 @@ def update_me(patch: UserPatch) -> Any:
 def update_user(user_id: uuid.UUID, patch: UserPatch) -> Any:
     """Change a user; only an admin changes `role` or `active`
 
-    Your own new `password` needs your `current_password` (422 if missing or wrong;
-    wrong ones count as failed logins). A new password or a deactivation ends every
-    token the user holds; a deactivation ends their API keys too, for good. No change
-    may leave the service without an active admin (409)."""
+    Your own new `password` or `email` needs your `current_password` (422 if missing or
+    wrong; wrong ones count as failed logins); an admin changing someone else's does not.
+    A new password or a deactivation ends every token the user holds; a deactivation ends
+    their API keys too, for good. No change may leave the service without an active admin
+    (409)."""
     caller = current_principal()
     return service.update_user(user_id, patch.changes(), caller.user_id, caller.is_admin)
 

@@ -39,20 +39,20 @@ class UserIn(InputModel):
 
 class UserPatch(PatchModel):
     """Only the fields sent change. `role` and `active` are for admins only. Changing your
-    own `password` takes your `current_password` too (an admin changing someone else's
-    does not)."""
+    own `password` or `email` takes your `current_password` too (an admin changing someone
+    else's does not)."""
 
     not_nullable = frozenset({"name", "email", "password", "current_password", "role", "active"})
-    #: `current_password` only ever comes with a new `password` (422 otherwise).
-    dependent_required: ClassVar[dict[str, list[str]]] = {"current_password": ["password"]}
+    #: `current_password` only ever comes with a new `password` or `email` (422 otherwise).
+    sent_only_with: ClassVar[dict[str, list[str]]] = {"current_password": ["password", "email"]}
 
     name: Name | None = None
     email: Email | None = None
     password: Password | None = None
     current_password: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = Field(
         default=None,
-        description="Your password: required with a new `password` of your own (422 if "
-        "missing or wrong).",
+        description="Your password: required with a new `password` or `email` of your own "
+        "(422 if missing or wrong), sent only with one of them.",
     )
     role: Role | None = None
     active: StrictBool | None = None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from flask import current_app
-from sqlalchemy import Row, Table, func, select
+from flask import Flask, current_app
+from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from backoffice import transactions
 from backoffice.auth import service as auth
@@ -34,14 +36,20 @@ BAD_CREDENTIALS = "The email or password is not correct."
 Caller = Literal["anonymous", "member", "admin"]
 
 
+#: What only the person who knows the password changes of their own account: a stolen
+#: access token must not be enough to move the login away from its owner.
+NEEDS_CURRENT_PASSWORD = frozenset({"password", "email"})
+
+
 class WrongPassword(ValidationFailed):
-    """A password change whose `current_password` is not the current password: a failed
-    password guess, limited per IP like failed logins."""
+    """A password or email change whose `current_password` is not the current password: a
+    failed password guess, limited per IP like failed logins."""
 
 
 def _current_password_error(message: str) -> dict[str, Any]:
     return {
-        "detail": f"To change your own password, send your current_password: it {message}.",
+        "detail": "To change your own password or email, send your current_password: "
+        f"it {message}.",
         "errors": [{"field": "current_password", "message": message}],
     }
 
@@ -122,21 +130,15 @@ def list_users(
 def update_user(
     user_id: uuid.UUID, changes: dict[str, Any], viewer_id: uuid.UUID, viewer_is_admin: bool
 ) -> User:
-    """Apply a patch. A new password needs `current_password` when it is your own; a new
-    password or a deactivation ends every token (and a deactivation every API key); no
-    change may leave the service without an active admin (409)."""
+    """Apply a patch. A new password or email needs `current_password` when it is your
+    own (an admin changing someone else's does not); a new password or a deactivation ends
+    every token (and a deactivation every API key); no change may leave the service
+    without an active admin (409)."""
     user = visible_user(user_id, viewer_id, viewer_is_admin)
     if ADMIN_ONLY_FIELDS & changes.keys() and not viewer_is_admin:
         raise Forbidden("Only an admin changes a user's role or active flag.")
-    current_password = changes.pop("current_password", None)
+    _require_current_password(user, changes, changes.pop("current_password", None), viewer_id)
     password = changes.pop("password", None)
-    if current_password is not None and password is None:
-        raise ValidationFailed(
-            "current_password is sent only with a new password.",
-            errors=[{"field": "current_password", "message": "is sent only with a new password"}],
-        )
-    if password is not None and user_id == viewer_id:
-        _check_current_password(user, current_password)
     removes_an_admin = _is_active_admin(user) and (
         changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("active", True) is False
     )
@@ -166,17 +168,87 @@ def update_user(
 
 def delete_user(user_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> None:
     """Delete the user; their API keys and todos go with them (ON DELETE CASCADE), and
-    their tokens with their row. The last active admin is not deleted (409)."""
+    their tokens with their row. What other capabilities hold for them is settled in the
+    same transaction by the deletion listeners (orders: pending ones are cancelled and
+    their stock returned). The last active admin is not deleted (409)."""
     user = visible_user(user_id, viewer_id, viewer_is_admin)
     removes_an_admin = _is_active_admin(user)
     if removes_an_admin:
         _lock_active_admins()
-    db.session.delete(user)
-    db.session.flush()
+    _lock_for_deletion(user_id)
+    try:
+        for listener in current_app.extensions.get("user_deletion_listeners", ()):
+            listener(user_id)
+        db.session.flush()
+        db.session.delete(user)
+        db.session.flush()
+    except StaleDataError:  # a listener's versioned row changed under it (an order paid)
+        db.session.rollback()
+        raise Conflict(
+            "Something of this user's changed while they were being deleted (an order was "
+            "paid or cancelled): nothing was deleted; try again."
+        ) from None
     if removes_an_admin:
         _keep_an_active_admin()
     transactions.after_commit(lambda: auth.forget_user(user_id))
     transactions.commit()
+
+
+#: Told of a deletion in its transaction, before the user's row goes: settles what another
+#: capability holds for the user (orders cancel the pending ones), so it commits, or not,
+#: with the deletion. Users know no other capability; `create_app()` wires them.
+DeletionListener = Callable[[uuid.UUID], None]
+
+
+def init_deletion_listeners(app: Flask, listeners: Sequence[DeletionListener]) -> None:
+    """Register who must hear of a user's deletion (from `create_app()`)."""
+    app.extensions["user_deletion_listeners"] = tuple(listeners)
+
+
+def hold_user(user_id: uuid.UUID) -> bool:
+    """Keep the user from being deleted until the caller's transaction ends; False if they
+    are gone already.
+
+    For a capability about to write rows that reference the user (an order): on
+    PostgreSQL it takes FOR KEY SHARE, the lock such a row's foreign key takes anyway, but
+    first, so a deletion (which holds the user, then returns stock) and the write (which
+    holds the user, then takes stock) lock in the same order and never deadlock. SQLite
+    writes one at a time: the foreign key itself refuses a row whose user went meanwhile.
+    """
+    held = db.session.execute(
+        select(USERS.c.id).where(USERS.c.id == user_id).with_for_update(read=True, key_share=True)
+    )
+    return held.first() is not None
+
+
+def _lock_for_deletion(user_id: uuid.UUID) -> None:
+    """Hold the user's row until the deletion commits, before anything is read about them.
+
+    The no-op UPDATE takes SQLite's write lock (nothing commits beside it from now on);
+    on PostgreSQL the SELECT ... FOR UPDATE conflicts with the key-share lock that a row
+    referencing the user takes (an order being placed): one committed already is seen by
+    the listeners, one not yet committed waits and then finds the user gone.
+    """
+    db.session.execute(
+        update(USERS).where(USERS.c.id == user_id).values(updated_at=USERS.c.updated_at)
+    )
+    db.session.execute(select(USERS.c.id).where(USERS.c.id == user_id).with_for_update())
+
+
+def _require_current_password(
+    user: User, changes: dict[str, Any], current_password: str | None, viewer_id: uuid.UUID
+) -> None:
+    """`current_password` comes only with a new password or email (422 alone), and is
+    needed, and checked, when the password or email is the viewer's own."""
+    guarded = NEEDS_CURRENT_PASSWORD & changes.keys()
+    if current_password is not None and not guarded:
+        message = "is sent only with a new password or email"
+        raise ValidationFailed(
+            f"current_password {message}.",
+            errors=[{"field": "current_password", "message": message}],
+        )
+    if guarded and user.id == viewer_id:
+        _check_current_password(user, current_password)
 
 
 def _check_current_password(user: User, current_password: str | None) -> None:
