@@ -1,7 +1,7 @@
 """chat calls in flight: one row per place a user's running chat call holds
 
 Revision ID: 0a6c9e3f5b71
-Revises: f2b8d4c6a1e3
+Revises: 5d2f8b6a4c1e
 Create Date: 2026-12-04 23:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0a6c9e3f5b71'
-down_revision = 'f2b8d4c6a1e3'
+down_revision = '5d2f8b6a4c1e'
 branch_labels = None
 depends_on = None
 
