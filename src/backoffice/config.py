@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from limits import parse as parse_limit
 from sqlalchemy.engine import make_url
@@ -25,12 +26,22 @@ from backoffice.rate_limits import DatabaseStorage
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105 (refused in production)
 
 
+#: The exit status of a refused configuration (a usage error, as for a bad option).
+CONFIG_ERROR = 2
+
+
 class ConfigError(RuntimeError):
     """The environment asks for a configuration the service refuses to run with.
 
     Its message is one line that names the variable: the entry points
-    (`backoffice.startup`) print it as it is, without a traceback.
+    (`backoffice.startup`) print it as it is, without a traceback (`refuse`).
     """
+
+
+def refuse(error: ConfigError) -> NoReturn:
+    """Say what is wrong in one line on stderr and exit."""
+    print(f"configuration error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(CONFIG_ERROR)
 
 
 def _bool(value: str) -> bool:
