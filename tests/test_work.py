@@ -9,6 +9,7 @@ answer, a message that never reaches a worker, a worker killed with SIGKILL.
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -203,3 +204,85 @@ def test_claims_are_fenced_by_attempt_and_status(
         assert not work.record(queue, row_id, second.number, status=queue.failed)
         row = db.session.execute(table.select().where(table.c.id == row_id)).one()
         assert (row.status, row.attempts) == (queue.waiting, second.number)
+
+
+# --- messages a dead worker took and never started -----------------------------------
+
+
+def end_behind_its_back(
+    in_db: Callable[..., Any], queue: work.WorkQueue, row_id: uuid.UUID
+) -> None:
+    """Make a row final under a run in progress: the run's next renewal is fenced out
+    (LeaseLost) and its worker is free at once; the relay never sends the row again."""
+
+    def write() -> None:
+        table = queue.table
+        db.session.execute(
+            update(table)
+            .where(table.c.id == row_id)
+            .values(status=queue.failed, finished_at=utcnow(), lease_until=None)
+        )
+        db.session.commit()
+
+    in_db(write)
+
+
+def test_messages_a_killed_worker_took_and_never_started_run_elsewhere_within_the_bound(
+    app, make_app, database_url, queue_settings, start_worker, member, tmp_path, in_db
+):
+    """A worker holds messages it has not started (here one thread and a prefetch of 4;
+    in production, retries waiting out their countdown, or a prefork child's next one) and
+    is SIGKILLed. The other worker, busy until then, runs them within
+    RESEND_UNCLAIMED_SECONDS and a relay interval: sent again by its relay (both brokers)
+    or given back by Redis. Before, they waited ten leases for the relay (twenty minutes
+    by default) or Redis's next sweep of unacknowledged messages (about 100 s).
+
+    A broker of the test's own (a SQLite file, or keys of their own in the run's Redis
+    database), so no other test's idle worker takes what the doomed one must hold. Other
+    workers on the same database may still run them (their relays see the rows): within
+    the bound too, which is all that is asserted."""
+    queue = webhooks.QUEUE
+    broker = queue_settings["CELERY_BROKER_URL"]
+    own = {"CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'own.db'}"}
+    if broker.startswith("redis"):
+        own = {"CELERY_BROKER_URL": broker, "TEST_BROKER_KEY_PREFIX": f"{uuid.uuid4().hex}:"}
+    sender = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=own["CELERY_BROKER_URL"])
+    if "TEST_BROKER_KEY_PREFIX" in own:
+        options = sender.extensions["celery"].conf.broker_transport_options
+        options["global_keyprefix"] = own["TEST_BROKER_KEY_PREFIX"]
+    traces = {name: tmp_path / f"{name}.txt" for name in ("busy", "running", "a", "b", "c")}
+    for path in traces.values():
+        path.touch()
+    long_run = {"steps": 600, "step": 0.1}
+
+    # The survivor takes a long run first: busy with it, it takes nothing else.
+    start_worker(**own)
+    busy = accept(sender, queue, member.id, {"trace": str(traces["busy"]), **long_run})
+    eventually(lambda: runs(traces["busy"]), lambda seen: seen == ["start"])
+    doomed = start_worker(
+        "--pool", "threads", "--concurrency", "1", "--prefetch-multiplier", "4", **own
+    )
+    running = accept(sender, queue, member.id, {"trace": str(traces["running"]), **long_run})
+    held = [accept(sender, queue, member.id, {"trace": str(traces[name])}) for name in "abc"]
+    eventually(lambda: runs(traces["running"]), lambda seen: seen == ["start"])
+    with sender.app_context():
+        eventually(work.broker_drained)  # the doomed worker has taken every message
+
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    killed = time.monotonic()
+    end_behind_its_back(in_db, queue, busy)  # the survivor is free from now on
+    end_behind_its_back(in_db, queue, running)  # (its own recovery is the lease's, above)
+
+    bound = sum(
+        float(queue_settings[name])
+        for name in ("RESEND_UNCLAIMED_SECONDS", "RELAY_INTERVAL_SECONDS")
+    )
+    deadline = killed + bound + 3  # + the survivor's next poll of the broker, and the runs
+    for row_id in held:
+        row = wait_until(
+            in_db, queue, row_id, finished, timeout=max(0.0, deadline - time.monotonic())
+        )
+        assert row["status"] == SUCCEEDED[queue.name]
+        assert row["attempts"] == 1  # the doomed worker never claimed it
+    assert [runs(traces[name]) for name in "abc"] == [["start", "end"]] * 3

@@ -208,6 +208,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "JOB_LEASE_SECONDS": ("JOB_LEASE_SECONDS", int),
     "WEBHOOK_LEASE_SECONDS": ("WEBHOOK_LEASE_SECONDS", int),
     "RELAY_INTERVAL_SECONDS": ("RELAY_INTERVAL_SECONDS", float),
+    "RESEND_UNCLAIMED_SECONDS": (
+        "RESEND_UNCLAIMED_SECONDS",
+        _number("RESEND_UNCLAIMED_SECONDS", float, 1, 3600),
+    ),
     "JOB_RETENTION_DAYS": ("JOB_RETENTION_DAYS", _days("JOB_RETENTION_DAYS")),
     "WEBHOOK_RETENTION_DAYS": ("WEBHOOK_RETENTION_DAYS", _days("WEBHOOK_RETENTION_DAYS")),
     "WEBHOOK_FAILED_RETENTION_DAYS": (
@@ -300,6 +304,10 @@ class Config:
     JOB_LEASE_SECONDS = 120
     #: How often the worker's relay looks for accepted work that is not in the queue.
     RELAY_INTERVAL_SECONDS = 5.0
+    #: A message taken by a worker that never claimed its row (the worker died holding it)
+    #: is delivered again after this long: Redis's visibility timeout, and the relay's
+    #: bound for work sent but unclaimed while the broker has nothing else waiting.
+    RESEND_UNCLAIMED_SECONDS = 30.0
 
     # Retention (housekeeping.py): how long finished work is kept; 0 keeps it forever.
     #: Finished jobs (succeeded, failed, cancelled), with their results.
