@@ -126,7 +126,7 @@ def test_a_lost_message_is_sent_again_after_several_leases_and_done_once(
     row_id = accept(unread, queue, member.id, {"trace": str(trace)})
     sent = state(in_db, queue, row_id)
     assert sent["enqueued_at"] is not None
-    with app.app_context():  # not yet: a busy queue also leaves sent rows waiting
+    with app.app_context():  # not yet: sent a moment ago, it may be waiting its turn
         assert work.relay() == 0
 
     def lose_it_long_ago() -> None:
@@ -227,6 +227,26 @@ def end_behind_its_back(
     in_db(write)
 
 
+def broker_of_its_own(
+    queue_settings: dict[str, str],
+    tmp_path: Path,
+    make_app: Callable[..., APIFlask],
+    database_url: str,
+) -> tuple[dict[str, str], APIFlask]:
+    """The environment workers need for a broker of the test's own (a SQLite file beside
+    SQLite; keys of their own in the run's Redis database beside PostgreSQL), and an app
+    that sends to it."""
+    broker = queue_settings["CELERY_BROKER_URL"]
+    own = {"CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'own.db'}"}
+    if broker.startswith("redis"):
+        own = {"CELERY_BROKER_URL": broker, "TEST_BROKER_KEY_PREFIX": f"{uuid.uuid4().hex}:"}
+    sender = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=own["CELERY_BROKER_URL"])
+    if "TEST_BROKER_KEY_PREFIX" in own:
+        options = sender.extensions["celery"].conf.broker_transport_options
+        options["global_keyprefix"] = own["TEST_BROKER_KEY_PREFIX"]
+    return own, sender
+
+
 def test_messages_a_killed_worker_took_and_never_started_run_elsewhere_within_the_bound(
     app, make_app, database_url, queue_settings, start_worker, member, tmp_path, in_db
 ):
@@ -242,14 +262,7 @@ def test_messages_a_killed_worker_took_and_never_started_run_elsewhere_within_th
     workers on the same database may still run them (their relays see the rows): within
     the bound too, which is all that is asserted."""
     queue = webhooks.QUEUE
-    broker = queue_settings["CELERY_BROKER_URL"]
-    own = {"CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'own.db'}"}
-    if broker.startswith("redis"):
-        own = {"CELERY_BROKER_URL": broker, "TEST_BROKER_KEY_PREFIX": f"{uuid.uuid4().hex}:"}
-    sender = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=own["CELERY_BROKER_URL"])
-    if "TEST_BROKER_KEY_PREFIX" in own:
-        options = sender.extensions["celery"].conf.broker_transport_options
-        options["global_keyprefix"] = own["TEST_BROKER_KEY_PREFIX"]
+    own, sender = broker_of_its_own(queue_settings, tmp_path, make_app, database_url)
     traces = {name: tmp_path / f"{name}.txt" for name in ("busy", "running", "a", "b", "c")}
     for path in traces.values():
         path.touch()
@@ -284,5 +297,5 @@ def test_messages_a_killed_worker_took_and_never_started_run_elsewhere_within_th
             in_db, queue, row_id, finished, timeout=max(0.0, deadline - time.monotonic())
         )
         assert row["status"] == SUCCEEDED[queue.name]
-        assert row["attempts"] == 1  # the doomed worker never claimed it
+        assert row["attempts"] == 1  # one claim: the doomed worker never made one
     assert [runs(traces[name]) for name in "abc"] == [["start", "end"]] * 3
