@@ -9,15 +9,18 @@ answer, a message that never reaches a worker, a worker killed with SIGKILL.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import redis
 from apiflask import APIFlask
 from sqlalchemy import update
 
@@ -227,28 +230,55 @@ def end_behind_its_back(
     in_db(write)
 
 
-def broker_of_its_own(
+@dataclass
+class OwnBroker:
+    """A broker no other test's worker reads: an app that sends to it, and its workers."""
+
+    sender: APIFlask
+    start_worker: Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def own_broker(
     queue_settings: dict[str, str],
     tmp_path: Path,
     make_app: Callable[..., APIFlask],
     database_url: str,
-) -> tuple[dict[str, str], APIFlask]:
-    """The environment workers need for a broker of the test's own (a SQLite file beside
-    SQLite; keys of their own in the run's Redis database beside PostgreSQL), and an app
-    that sends to it."""
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> Iterator[OwnBroker]:
+    """A SQLite file beside SQLite; keys of their own in the run's Redis database beside
+    PostgreSQL. Its workers are stopped and its keys deleted afterwards: a worker left
+    running would go on relaying the database's rows to a broker only it reads."""
     broker = queue_settings["CELERY_BROKER_URL"]
     own = {"CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'own.db'}"}
+    prefix = f"{uuid.uuid4().hex}:"
     if broker.startswith("redis"):
-        own = {"CELERY_BROKER_URL": broker, "TEST_BROKER_KEY_PREFIX": f"{uuid.uuid4().hex}:"}
+        own = {"CELERY_BROKER_URL": broker, "TEST_BROKER_KEY_PREFIX": prefix}
     sender = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=own["CELERY_BROKER_URL"])
-    if "TEST_BROKER_KEY_PREFIX" in own:
-        options = sender.extensions["celery"].conf.broker_transport_options
-        options["global_keyprefix"] = own["TEST_BROKER_KEY_PREFIX"]
-    return own, sender
+    if broker.startswith("redis"):
+        sender.extensions["celery"].conf.broker_transport_options["global_keyprefix"] = prefix
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def start(*arguments: str) -> subprocess.Popen[bytes]:
+        workers.append(start_worker(*arguments, **own))
+        return workers[-1]
+
+    yield OwnBroker(sender, start)
+    for process in workers:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if broker.startswith("redis"):
+        with redis.Redis.from_url(broker) as client:
+            for key in client.scan_iter(match=f"{prefix}*"):
+                client.delete(key)
 
 
 def test_messages_a_killed_worker_took_and_never_started_run_elsewhere_within_the_bound(
-    app, make_app, database_url, queue_settings, start_worker, member, tmp_path, in_db
+    app, own_broker, queue_settings, member, tmp_path, in_db
 ):
     """A worker holds messages it has not started (here one thread and a prefetch of 4;
     in production, retries waiting out their countdown, or a prefork child's next one) and
@@ -257,23 +287,21 @@ def test_messages_a_killed_worker_took_and_never_started_run_elsewhere_within_th
     or given back by Redis. Before, they waited ten leases for the relay (twenty minutes
     by default) or Redis's next sweep of unacknowledged messages (about 100 s).
 
-    A broker of the test's own (a SQLite file, or keys of their own in the run's Redis
-    database), so no other test's idle worker takes what the doomed one must hold. Other
-    workers on the same database may still run them (their relays see the rows): within
-    the bound too, which is all that is asserted."""
-    queue = webhooks.QUEUE
-    own, sender = broker_of_its_own(queue_settings, tmp_path, make_app, database_url)
+    On a broker of the test's own, so no other test's idle worker takes what the doomed
+    one must hold. Other workers on the same database may still run them (their relays
+    see the rows): within the bound too, which is all that is asserted."""
+    queue, sender = webhooks.QUEUE, own_broker.sender
     traces = {name: tmp_path / f"{name}.txt" for name in ("busy", "running", "a", "b", "c")}
     for path in traces.values():
         path.touch()
     long_run = {"steps": 600, "step": 0.1}
 
     # The survivor takes a long run first: busy with it, it takes nothing else.
-    start_worker(**own)
+    own_broker.start_worker()
     busy = accept(sender, queue, member.id, {"trace": str(traces["busy"]), **long_run})
     eventually(lambda: runs(traces["busy"]), lambda seen: seen == ["start"])
-    doomed = start_worker(
-        "--pool", "threads", "--concurrency", "1", "--prefetch-multiplier", "4", **own
+    doomed = own_broker.start_worker(
+        "--pool", "threads", "--concurrency", "1", "--prefetch-multiplier", "4"
     )
     running = accept(sender, queue, member.id, {"trace": str(traces["running"]), **long_run})
     held = [accept(sender, queue, member.id, {"trace": str(traces[name])}) for name in "abc"]
