@@ -37,7 +37,7 @@ from backoffice.config import TestingConfig, normalize_database_url
 from backoffice.extensions import db, limiter
 from backoffice.users import service as users
 from backoffice.users.models import Role
-from tests.support import PASSWORD, TEST_SECRET_KEY, Account, login
+from tests.support import PASSWORD, TEST_SECRET_KEY, Account, eventually, login
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
@@ -137,6 +137,8 @@ def postgres_admin(database_url: str) -> Iterator[Any]:
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 #: Short enough that tests see a dead worker's work taken over within seconds.
 JOB_LEASE_SECONDS = "3"
+#: The same for messages a dead worker had taken and not started.
+RESEND_UNCLAIMED_SECONDS = "3"
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +156,7 @@ def queue_settings(
         "JOB_LEASE_SECONDS": JOB_LEASE_SECONDS,
         "WEBHOOK_LEASE_SECONDS": JOB_LEASE_SECONDS,
         "RELAY_INTERVAL_SECONDS": "0.5",
+        "RESEND_UNCLAIMED_SECONDS": RESEND_UNCLAIMED_SECONDS,
         # Test workers prune only where a test asks them to (it would race the others).
         "PRUNE_INTERVAL_SECONDS": "0",
     }
@@ -193,9 +196,14 @@ def start_worker(
         **queue_settings,
     }
 
-    def start(**overrides: str) -> subprocess.Popen[bytes]:
-        log = (logs / f"worker-{len(started)}.log").open("wb")
-        process = subprocess.Popen(
+    def start(*arguments: str, **overrides: str) -> subprocess.Popen[bytes]:
+        """A worker with these environment `overrides`, and these `arguments` after the
+        usual ones (a later option wins: `--pool threads` replaces `--pool solo`), once it
+        takes messages (it logs `ready.`): work sent to it from then on is its own to claim
+        before any relay would send it again (RESEND_UNCLAIMED_SECONDS)."""
+        path = logs / f"worker-{len(started)}.log"
+        log = path.open("wb")
+        process = subprocess.Popen(  # noqa: S603 (our worker, with the test's arguments)
             [
                 sys.executable,
                 "-m",
@@ -210,6 +218,7 @@ def start_worker(
                 "--without-heartbeat",
                 "--without-gossip",
                 "--without-mingle",
+                *arguments,
             ],
             env={**env, **overrides},
             stdout=log,
@@ -217,6 +226,8 @@ def start_worker(
         )
         started.append(process)
         log.close()  # the child has its own descriptor
+        eventually(lambda: process.poll() is not None or b" ready." in path.read_bytes())
+        assert process.poll() is None, path.read_text()
         return process
 
     yield start

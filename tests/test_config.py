@@ -237,3 +237,25 @@ def test_an_empty_redis_url_sets_nothing_and_is_let_be():
 def test_rate_limits_are_counted_in_the_database_by_default():
     assert load_settings({})["RATELIMIT_STORAGE_URI"] == "database://"
     assert load_settings({"APP_ENV": "testing"})["RATELIMIT_STORAGE_URI"] == "database://"
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "3601", "soon"])
+def test_resend_unclaimed_seconds_is_refused_out_of_range(value):
+    with pytest.raises(ConfigError, match="RESEND_UNCLAIMED_SECONDS"):
+        load_settings({"APP_ENV": "testing", "RESEND_UNCLAIMED_SECONDS": value})
+
+
+def test_redis_gives_back_what_a_dead_worker_held_after_the_resend_bound(make_app):
+    """Redis hands an unacknowledged message to another worker once it is
+    RESEND_UNCLAIMED_SECONDS old, found by a sweep every RELAY_INTERVAL_SECONDS (kombu's
+    own defaults: an hour, and a sweep about every 100 s)."""
+    app = make_app(
+        DATABASE_URL="sqlite://",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        RESEND_UNCLAIMED_SECONDS="20",
+        RELAY_INTERVAL_SECONDS="4",
+    )
+    options = app.extensions["celery"].conf.broker_transport_options
+    assert options["visibility_timeout"] == 20
+    assert (options["unacked_restore_interval"], options["unacked_restore_throttle"]) == (4, 1)
+    assert load_settings({"APP_ENV": "development"})["RESEND_UNCLAIMED_SECONDS"] == 30

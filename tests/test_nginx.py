@@ -342,3 +342,52 @@ def test_nginx_internal_error_page_is_not_reachable(api_port, nginx):
     port = nginx(api_port)
     answer = fetch(port, "GET", "/.problem")
     assert_nginx_problem(answer, 404, "not-found", instance="/.problem")
+
+
+# --- requests without Host (HTTP/1.0) --------------------------------------------
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[int, Message, bytes]:
+    """`request` sent byte for byte (http.client always adds a Host); the status, headers
+    and body of the answer, read until Nginx closes (HTTP/1.0)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = Message()
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+@behind_nginx
+def test_a_health_check_without_host_is_answered(api_port, nginx):
+    """Old load balancers check with `GET /health HTTP/1.0` and no Host: the app answers
+    it (Nginx names the host the image's own health check uses, which TRUSTED_HOSTS
+    holds)."""
+    port = nginx(api_port)
+    status, headers, body = raw_exchange(port, b"GET /health HTTP/1.0\r\n\r\n")
+    assert status == 200, body
+    assert json.loads(body) == {"status": "healthy"}
+    assert headers["X-Request-ID"]
+
+
+@behind_nginx
+def test_an_api_request_without_host_is_a_problem_from_nginx(api_port, nginx, bearer):
+    """Without Host the app could not tell the name the client used (for links), so
+    everything but /health is refused by Nginx, with a problem saying why."""
+    port = nginx(api_port)
+    request = f"GET /api/items HTTP/1.0\r\nAuthorization: {bearer['Authorization']}\r\n\r\n"
+    answer = Answer(*raw_exchange(port, request.encode()))
+    assert_nginx_problem(answer, 400, "bad-request", instance="/api/items")
+    no_host = "The request has no Host header: only /health is answered without one."
+    assert answer.json()["detail"] == no_host
+    login = Answer(*raw_exchange(port, b"POST /api/auth/token HTTP/1.0\r\n\r\n"))
+    assert_nginx_problem(login, 400, "bad-request", instance="/api/auth/token")
+    assert login.json()["detail"] == no_host
+    # With a Host, the same path is the app's as ever.
+    assert fetch(port, "GET", "/api/items", bearer).status == 200

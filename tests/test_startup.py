@@ -4,8 +4,10 @@ before it forks workers, rather than respawning them as each fails on it."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +88,61 @@ def test_bootstrap_admin_with_both_settings_still_works(tmp_path):
     created = run([sys.executable, "-m", "flask", "users", "bootstrap-admin"], env, tmp_path)
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == "Created admin boss@example.com."
+
+
+# --- the metrics directory (PROMETHEUS_MULTIPROC_DIR) ---------------------------------
+
+
+def tables_in(database: Path) -> set[str]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {name for (name,) in rows}
+
+
+def test_a_missing_metrics_directory_is_made_by_the_first_flask_command(tmp_path):
+    """A fresh checkout's first `flask db upgrade` with the variable set as deploy/serve
+    sets it, before anything made the directory: made (one level), and the upgrade runs."""
+    directory = tmp_path / "prometheus"
+    settings = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    migrated = run([sys.executable, "-m", "flask", "db", "upgrade"], settings, tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "Traceback" not in migrated.stderr
+    assert directory.is_dir()
+    assert {"alembic_version", "users", "items"} <= tables_in(tmp_path / "backoffice.db")
+
+
+#: Directories no process could write its metric files to, and what each entry point runs.
+UNUSABLE_DIRECTORIES = {
+    "parent-missing": lambda tmp_path: tmp_path / "no-such-parent" / "prometheus",
+    "a-file": lambda tmp_path: tmp_path / "backoffice.db",
+}
+ENTRY_POINTS = {
+    "flask": [sys.executable, "-m", "flask", "db", "upgrade"],
+    "worker": [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "backoffice.worker",
+        "worker",
+        "--pool",
+        "solo",
+    ],
+    "server-check": [sys.executable, "-m", "backoffice.startup"],
+}
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+@pytest.mark.parametrize("unusable", UNUSABLE_DIRECTORIES)
+def test_an_unusable_metrics_directory_is_refused_in_one_line(entry_point, unusable, tmp_path):
+    """Not a traceback from prometheus-client's first metric file, nor a tree of
+    directories made for a mistyped path: one line, exit 2, nothing migrated."""
+    directory = UNUSABLE_DIRECTORIES[unusable](tmp_path)
+    if unusable == "a-file":
+        directory.write_bytes(b"")
+    settings = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    answer = run(ENTRY_POINTS[entry_point], settings, tmp_path)
+    assert_one_line_naming(answer, "PROMETHEUS_MULTIPROC_DIR")
+    assert str(directory) in answer.stderr
+    assert not (tmp_path / "no-such-parent").exists()
+    assert tables_in(tmp_path / "backoffice.db") == set()

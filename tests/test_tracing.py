@@ -235,6 +235,76 @@ def test_a_request_and_the_job_it_queued_are_one_trace(
     assert done["status"] == "succeeded"
     # Probes are not traced.
     assert not any(s.attributes.get("http.route") == "/health" for s in spans)
+    # Nor is the embedded broker's own SQL (kombu polls its tables every second, and
+    # published the job's message there): only the app's engine is.
+    kombu = [s.name for s in spans if any("kombu_" in str(v) for v in s.attributes.values())]
+    assert kombu == []
+
+
+#: A traced web process, with old and new HTTP attribute names both on: it searches the
+#: items for a term twice, as servers that pass the raw target (RAW_URI, REQUEST_URI; the
+#: instrumentation makes it `http.target`) and servers that do not (`http.url`) do.
+SEARCH = """
+import sys
+import flask_migrate
+from backoffice import create_app
+from backoffice.config import TestingConfig
+from backoffice.users import service as users
+from backoffice.users.models import Role
+
+database, endpoint, term, secret = sys.argv[1:]
+app = create_app(TestingConfig.from_env({
+    "SECRET_KEY": secret, "DATABASE_URL": database, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+}))
+with app.app_context():
+    flask_migrate.upgrade()
+    users.create_user("Tracy", "tracy@example.com", "a long secret", Role.MEMBER)
+client = app.test_client()
+login = {"email": "tracy@example.com", "password": "a long secret"}
+token = client.post("/api/auth/token", json=login).json["access_token"]
+bearer = {"Authorization": f"Bearer {token}"}
+target = f"/api/items?q={term}&limit=5"
+assert client.get(target, headers=bearer).status_code == 200
+no_raw_target = {"REQUEST_URI": "", "RAW_URI": ""}
+assert client.get(target, headers=bearer, environ_overrides=no_raw_target).status_code == 200
+"""
+
+
+def test_spans_carry_paths_without_the_query_string(collector: Collector, tmp_path: Path) -> None:
+    """What a user searched for reaches no collector, as it reaches no log line: every
+    URL-ish attribute (`http.url`, `http.target`, `url.full`; `url.query` not at all) is
+    the path alone, whichever attribute names the instrumentation uses."""
+    term = f"secret-{uuid.uuid4().hex[:8]}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup",  # the old names and the new ones
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "INSTANCE_PATH": str(tmp_path),
+    }
+    database = f"sqlite:///{tmp_path / 'traced.db'}"
+    searched = subprocess.run(  # noqa: S603 (our own code)
+        [sys.executable, "-c", SEARCH, database, collector.url, term, TEST_SECRET_KEY],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert searched.returncode == 0, searched.stderr
+    spans = eventually(
+        collector.received,
+        lambda spans: (
+            len([s for s in spans if s.attributes.get("http.route") == "/api/items"]) == 2
+        ),
+        timeout=30,
+    )
+    searches = [s for s in spans if s.attributes.get("http.route") == "/api/items"]
+    assert {s.attributes.get("http.target") for s in searches} == {None, "/api/items"}
+    assert {s.attributes.get("http.url") for s in searches} == {None, "http://localhost/api/items"}
+    assert {s.attributes.get("url.path") for s in searches} - {None} == {"/api/items"}
+    assert all("url.query" not in s.attributes for s in searches)
+    leaks = [(s.name, k) for s in spans for k, v in s.attributes.items() if term in str(v)]
+    assert leaks == []
 
 
 #: An app without OTEL_EXPORTER_OTLP_ENDPOINT serving a request: what of tracing it

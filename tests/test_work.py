@@ -9,14 +9,18 @@ answer, a message that never reaches a worker, a worker killed with SIGKILL.
 from __future__ import annotations
 
 import signal
+import subprocess
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import redis
 from apiflask import APIFlask
 from sqlalchemy import update
 
@@ -125,7 +129,7 @@ def test_a_lost_message_is_sent_again_after_several_leases_and_done_once(
     row_id = accept(unread, queue, member.id, {"trace": str(trace)})
     sent = state(in_db, queue, row_id)
     assert sent["enqueued_at"] is not None
-    with app.app_context():  # not yet: a busy queue also leaves sent rows waiting
+    with app.app_context():  # not yet: sent a moment ago, it may be waiting its turn
         assert work.relay() == 0
 
     def lose_it_long_ago() -> None:
@@ -203,3 +207,123 @@ def test_claims_are_fenced_by_attempt_and_status(
         assert not work.record(queue, row_id, second.number, status=queue.failed)
         row = db.session.execute(table.select().where(table.c.id == row_id)).one()
         assert (row.status, row.attempts) == (queue.waiting, second.number)
+
+
+# --- messages a dead worker took and never started -----------------------------------
+
+
+def end_behind_its_back(
+    in_db: Callable[..., Any], queue: work.WorkQueue, row_id: uuid.UUID
+) -> None:
+    """Make a row final under a run in progress: the run's next renewal is fenced out
+    (LeaseLost) and its worker is free at once; the relay never sends the row again."""
+
+    def write() -> None:
+        table = queue.table
+        db.session.execute(
+            update(table)
+            .where(table.c.id == row_id)
+            .values(status=queue.failed, finished_at=utcnow(), lease_until=None)
+        )
+        db.session.commit()
+
+    in_db(write)
+
+
+@dataclass
+class OwnBroker:
+    """A broker no other test's worker reads: an app that sends to it, and its workers."""
+
+    sender: APIFlask
+    start_worker: Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def own_broker(
+    queue_settings: dict[str, str],
+    tmp_path: Path,
+    make_app: Callable[..., APIFlask],
+    database_url: str,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> Iterator[OwnBroker]:
+    """A SQLite file beside SQLite; keys of their own in the run's Redis database beside
+    PostgreSQL. Its workers are stopped and its keys deleted afterwards: a worker left
+    running would go on relaying the database's rows to a broker only it reads."""
+    broker = queue_settings["CELERY_BROKER_URL"]
+    own = {"CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'own.db'}"}
+    prefix = f"{uuid.uuid4().hex}:"
+    if broker.startswith("redis"):
+        own = {"CELERY_BROKER_URL": broker, "TEST_BROKER_KEY_PREFIX": prefix}
+    sender = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=own["CELERY_BROKER_URL"])
+    if broker.startswith("redis"):
+        sender.extensions["celery"].conf.broker_transport_options["global_keyprefix"] = prefix
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def start(*arguments: str) -> subprocess.Popen[bytes]:
+        workers.append(start_worker(*arguments, **own))
+        return workers[-1]
+
+    yield OwnBroker(sender, start)
+    for process in workers:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if broker.startswith("redis"):
+        with redis.Redis.from_url(broker) as client:
+            for key in client.scan_iter(match=f"{prefix}*"):
+                client.delete(key)
+
+
+def test_messages_a_killed_worker_took_and_never_started_run_elsewhere_within_the_bound(
+    app, own_broker, queue_settings, member, tmp_path, in_db
+):
+    """A worker holds messages it has not started (here one thread and a prefetch of 4;
+    in production, retries waiting out their countdown, or a prefork child's next one) and
+    is SIGKILLed. The other worker, busy until then, runs them within
+    RESEND_UNCLAIMED_SECONDS and a relay interval: sent again by its relay (both brokers)
+    or given back by Redis. Before, they waited ten leases for the relay (twenty minutes
+    by default) or Redis's next sweep of unacknowledged messages (about 100 s).
+
+    On a broker of the test's own, so no other test's idle worker takes what the doomed
+    one must hold. Other workers on the same database may still run them (their relays
+    see the rows): within the bound too, which is all that is asserted."""
+    queue, sender = webhooks.QUEUE, own_broker.sender
+    traces = {name: tmp_path / f"{name}.txt" for name in ("busy", "running", "a", "b", "c")}
+    for path in traces.values():
+        path.touch()
+    long_run = {"steps": 600, "step": 0.1}
+
+    # The survivor takes a long run first: busy with it, it takes nothing else.
+    own_broker.start_worker()
+    busy = accept(sender, queue, member.id, {"trace": str(traces["busy"]), **long_run})
+    eventually(lambda: runs(traces["busy"]), lambda seen: seen == ["start"])
+    doomed = own_broker.start_worker(
+        "--pool", "threads", "--concurrency", "1", "--prefetch-multiplier", "4"
+    )
+    running = accept(sender, queue, member.id, {"trace": str(traces["running"]), **long_run})
+    held = [accept(sender, queue, member.id, {"trace": str(traces[name])}) for name in "abc"]
+    eventually(lambda: runs(traces["running"]), lambda seen: seen == ["start"])
+    with sender.app_context():
+        eventually(work.broker_drained)  # the doomed worker has taken every message
+
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=10)
+    killed = time.monotonic()
+    end_behind_its_back(in_db, queue, busy)  # the survivor is free from now on
+    end_behind_its_back(in_db, queue, running)  # (its own recovery is the lease's, above)
+
+    bound = sum(
+        float(queue_settings[name])
+        for name in ("RESEND_UNCLAIMED_SECONDS", "RELAY_INTERVAL_SECONDS")
+    )
+    deadline = killed + bound + 3  # + the survivor's next poll of the broker, and the runs
+    for row_id in held:
+        row = wait_until(
+            in_db, queue, row_id, finished, timeout=max(0.0, deadline - time.monotonic())
+        )
+        assert row["status"] == SUCCEEDED[queue.name]
+        assert row["attempts"] == 1  # one claim: the doomed worker never made one
+    assert [runs(traces[name]) for name in "abc"] == [["start", "end"]] * 3

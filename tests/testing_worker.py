@@ -4,10 +4,15 @@
 `slow` jobs and `slow` webhook events: they take `steps` steps of `step` seconds,
 renewing their lease after each, and append `start` and `end` lines to the file their
 input names, so a test can count how many times the work ran and finished.
+
+`TEST_BROKER_KEY_PREFIX` gives the worker a broker of its own inside the test run's Redis
+database (every key it uses carries the prefix), as a SQLite file of its own does on the
+embedded broker: tests that need workers no other test's worker competes with.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,12 @@ from backoffice.webhooks import service as webhooks
 from backoffice.worker import app, flask_app
 
 __all__ = ["app"]
+
+if prefix := os.environ.get("TEST_BROKER_KEY_PREFIX"):
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "global_keyprefix": prefix,
+    }
 
 
 def slow_work(spec: dict[str, Any], renew: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 import redis
@@ -23,10 +24,26 @@ from backoffice.users import service as users
 from backoffice.users.models import Role
 from backoffice.users.schemas import UserIn
 
+#: The most rows `flask seed` holds in memory and sends in one INSERT.
+MAX_SEED_BATCH = 100_000
+
 
 @click.command("seed")
-@click.option("--items", "count", default=1000, show_default=True, help="How many items to add.")
-@click.option("--batch", default=5000, show_default=True, help="Rows per INSERT.")
+@click.option(
+    "--items",
+    "count",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="How many items to add.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, MAX_SEED_BATCH),
+    default=5000,
+    show_default=True,
+    help="Rows per INSERT (and per commit).",
+)
 @with_appcontext
 def seed_command(count: int, batch: int) -> None:
     """Add demo inventory items, in batches, with a progress bar."""
@@ -77,16 +94,11 @@ users_cli = AppGroup("users", help="Manage users.")
 @click.option("--email", required=True)
 @click.option("--name", required=True)
 @click.option("--admin", is_flag=True, help="Make the user an admin.")
-@click.password_option(
-    "--password",
-    prompt=True,
-    confirmation_prompt=True,
-    help="Asked at a prompt (or read from stdin); never pass it on the command line.",
-)
-def create_user_command(email: str, name: str, admin: bool, password: str) -> None:
-    """Create a user; the password is asked for, never taken from argv."""
+def create_user_command(email: str, name: str, admin: bool) -> None:
+    """Create a user. The password is asked for twice at a terminal, or read once from
+    stdin when it is piped (the first line); it is never an argument."""
     try:
-        checked = UserIn(name=name, email=email, password=password)
+        checked = UserIn(name=name, email=email, password=_new_password())
     except ValidationError as error:
         raise click.BadParameter(_describe(error)) from None
     try:
@@ -134,6 +146,21 @@ def import_revocations_command(redis_url: str) -> None:
         # Never the URL: it may hold a password.
         raise click.ClickException(f"Redis did not answer ({type(error).__name__}).") from None
     click.echo(f"Redis held {held} revocations; {added} were new to the database.")
+
+
+def _new_password() -> str:
+    """Never from argv, where the shell's history and `ps` would keep it. At a terminal:
+    asked twice, not echoed. Piped (`printf '%s\\n' "$PASSWORD" | flask users create ...`):
+    the first line of stdin, read once, as no one is there to type it again."""
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return str(password)
+    line = sys.stdin.readline()
+    if not line:
+        raise click.ClickException(
+            "No password on stdin: pipe it as one line, or run this at a terminal."
+        )
+    return line.removesuffix("\n").removesuffix("\r")
 
 
 def _describe(error: ValidationError) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from limits import parse as parse_limit
 from sqlalchemy.engine import make_url
@@ -25,12 +26,22 @@ from backoffice.rate_limits import DatabaseStorage
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105 (refused in production)
 
 
+#: The exit status of a refused configuration (a usage error, as for a bad option).
+CONFIG_ERROR = 2
+
+
 class ConfigError(RuntimeError):
     """The environment asks for a configuration the service refuses to run with.
 
     Its message is one line that names the variable: the entry points
-    (`backoffice.startup`) print it as it is, without a traceback.
+    (`backoffice.startup`) print it as it is, without a traceback (`refuse`).
     """
+
+
+def refuse(error: ConfigError) -> NoReturn:
+    """Say what is wrong in one line on stderr and exit."""
+    print(f"configuration error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(CONFIG_ERROR)
 
 
 def _bool(value: str) -> bool:
@@ -212,6 +223,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "JOB_LEASE_SECONDS": ("JOB_LEASE_SECONDS", int),
     "WEBHOOK_LEASE_SECONDS": ("WEBHOOK_LEASE_SECONDS", int),
     "RELAY_INTERVAL_SECONDS": ("RELAY_INTERVAL_SECONDS", float),
+    "RESEND_UNCLAIMED_SECONDS": (
+        "RESEND_UNCLAIMED_SECONDS",
+        _number("RESEND_UNCLAIMED_SECONDS", float, 1, 3600),
+    ),
     "JOB_RETENTION_DAYS": ("JOB_RETENTION_DAYS", _days("JOB_RETENTION_DAYS")),
     "WEBHOOK_RETENTION_DAYS": ("WEBHOOK_RETENTION_DAYS", _days("WEBHOOK_RETENTION_DAYS")),
     "WEBHOOK_FAILED_RETENTION_DAYS": (
@@ -328,6 +343,10 @@ class Config:
     JOB_LEASE_SECONDS = 120
     #: How often the worker's relay looks for accepted work that is not in the queue.
     RELAY_INTERVAL_SECONDS = 5.0
+    #: A message taken by a worker that never claimed its row (the worker died holding it)
+    #: is delivered again after this long: Redis's visibility timeout, and the relay's
+    #: bound for work sent but unclaimed while the broker has nothing else waiting.
+    RESEND_UNCLAIMED_SECONDS = 30.0
 
     # Retention (housekeeping.py): how long finished work is kept; 0 keeps it forever.
     #: Finished jobs (succeeded, failed, cancelled), with their results.

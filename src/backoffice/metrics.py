@@ -54,6 +54,7 @@ from werkzeug.exceptions import NotFound
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+from backoffice.config import ConfigError, refuse
 from backoffice.database import utcnow
 from backoffice.errors import Unauthorized
 from backoffice.extensions import db
@@ -61,6 +62,45 @@ from backoffice.extensions import db
 log = structlog.get_logger(__name__)
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir(value: str | None) -> None:
+    """Make sure the directory PROMETHEUS_MULTIPROC_DIR names (`value`) can take this
+    process's metric files, before the first metric below opens one there (otherwise a
+    traceback from prometheus-client, and no command at all runs).
+
+    A missing directory is made when its parent exists: a fresh checkout's first
+    `flask db upgrade`, with the variable set as deploy/serve sets it, before anything
+    made it. One level only: a mistyped path is refused, not built.
+    """
+    if not value:
+        return
+    directory = Path(value)
+    try:
+        directory.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{MULTIPROC_DIR_VARIABLE}={value} names a directory whose parent does not exist"
+        ) from None
+    except FileExistsError:
+        raise ConfigError(f"{MULTIPROC_DIR_VARIABLE}={value} is not a directory") from None
+    except OSError as error:
+        raise ConfigError(
+            f"{MULTIPROC_DIR_VARIABLE}={value} cannot be made: {error.strerror}"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{MULTIPROC_DIR_VARIABLE}={value} is a directory this process may not write to"
+        )
+
+
+# At import: every entry point imports this module before it can read any setting, and
+# the metrics without labels below open their files at once.
+try:
+    prepare_multiprocess_dir(os.environ.get(MULTIPROC_DIR_VARIABLE))
+except ConfigError as refused:
+    refuse(refused)
+
 #: The route label of a request that matched no route (or no method of one): a fixed
 #: value, so probes of random paths cannot mint label values.
 UNMATCHED_ROUTE = "unmatched"

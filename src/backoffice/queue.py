@@ -7,6 +7,8 @@ so. Results are not kept by Celery: jobs store their own state in the database.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,6 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context(), bound_contextvars(**_log_context(self.request)):
                 return self.run(*args, **kwargs)
 
-    # Redis redelivers an unacknowledged message after this: no sooner than any lease.
-    lease = max(app.config["JOB_LEASE_SECONDS"], app.config["WEBHOOK_LEASE_SECONDS"])
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.conf.update(
         broker_url=broker_url(app),
@@ -45,7 +45,7 @@ def celery_init_app(app: Flask) -> Celery:
         # enqueues what could not be sent (see backoffice.work).
         broker_connection_timeout=2,
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
-        broker_transport_options={"visibility_timeout": lease}
+        broker_transport_options=_redelivery(app.config)
         if not broker_url(app).startswith("sqla+")
         else {},
         # Our JSON log lines go to the real stdout; Celery's stand-in has no byte buffer.
@@ -55,6 +55,24 @@ def celery_init_app(app: Flask) -> Celery:
     work.define_tasks(celery_app, app)
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+def _redelivery(config: Mapping[str, Any]) -> dict[str, Any]:
+    """When Redis gives a message a worker took and never acknowledged to another worker:
+    once it is RESEND_UNCLAIMED_SECONDS old, found by a sweep every live worker makes every
+    RELAY_INTERVAL_SECONDS. kombu's defaults (an hour, and a sweep every ~100 s: every
+    10th of sweeps 10 s apart) left the messages a killed worker had reserved waiting
+    minutes. A redelivery of a message still running or done costs one claim that finds
+    nothing to do (`work.claim`), so a timeout shorter than a run is safe; a run longer
+    than it is delivered again every RESEND_UNCLAIMED_SECONDS, each a no-op claim."""
+    resend = config["RESEND_UNCLAIMED_SECONDS"]
+    return {
+        "visibility_timeout": resend,
+        "unacked_restore_interval": config["RELAY_INTERVAL_SECONDS"],
+        "unacked_restore_throttle": 1,
+        # A worker killed while it held the sweep's lock must not stop the sweeps longer.
+        "unacked_mutex_expire": math.ceil(resend),
+    }
 
 
 def _log_context(request: Any) -> dict[str, str]:

@@ -57,6 +57,13 @@ class DatabaseStorage(Storage):
     def _engine() -> Engine:
         return db.engine  # the current app's: several apps in one process keep their own
 
+    @property
+    def storage(self) -> Engine:
+        """Where the counts are kept, for `flask limiter config`: Flask-Limiter's CLI shows
+        `storage.storage` of the limiter's storage (each of `limits`' own storages has
+        one: its client), and crashed without it (tests/test_cli.py checks the command)."""
+        return self._engine()
+
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """Add `amount` to `key`'s count (a window over starts again at `amount`) and
         return the new count, in one statement, whatever the concurrency."""

@@ -6,27 +6,18 @@ A configuration the service refuses (`ConfigError`) ends the process with one li
 names the variable and exit status 2, never a traceback. Checked once before the server
 starts (`python -m backoffice.startup`), it stops there: a worker that failed on it would
 otherwise be respawned by the server, failing again, forever.
+
+One variable is checked earlier, as `backoffice` is imported: PROMETHEUS_MULTIPROC_DIR,
+which prometheus-client writes to as the first metric is made (`backoffice.metrics`).
 """
 
 from __future__ import annotations
-
-import sys
-from typing import NoReturn
 
 from apiflask import APIFlask
 from dotenv import load_dotenv
 
 from backoffice import create_app
-from backoffice.config import ConfigError
-
-#: The exit status of a refused configuration (a usage error, as for a bad option).
-CONFIG_ERROR = 2
-
-
-def refuse(error: ConfigError) -> NoReturn:
-    """Say what is wrong in one line on stderr and exit."""
-    print(f"configuration error: {error}", file=sys.stderr, flush=True)
-    raise SystemExit(CONFIG_ERROR)
+from backoffice.config import ConfigError, refuse
 
 
 def app_from_environment() -> APIFlask:

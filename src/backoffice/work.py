@@ -12,8 +12,10 @@ same life:
   attempt: a newer claim fences a presumed-dead attempt out, so an outcome is recorded
   exactly once. A run's own writes commit in the same transaction as its outcome.
 - **relay**: every worker periodically sends again what is not in the queue: rows
-  never sent after a grace period, rows sent but never claimed after several leases (the
-  message was lost), and rows running past their lease (the worker died).
+  never sent after a grace period, rows sent but never claimed after
+  RESEND_UNCLAIMED_SECONDS while the broker's queue is empty (the worker that took the
+  message died holding it, or the message was lost) and after several leases whatever
+  the queue holds, and rows running past their lease (the worker died).
 
 A capability declares its `WorkQueue` (table, task name, its own status words, the
 setting that holds its lease) and registers what performing one row means in
@@ -100,8 +102,10 @@ class WorkQueue:
     max_attempts: int
     #: Errors worth another attempt; anything else fails the row at once.
     retry_on: tuple[type[Exception], ...] = (Exception,)
-    #: A row sent but not claimed after this many leases is sent again (lost message).
-    #: Long, because a busy queue also leaves rows unclaimed, and each resend duplicates.
+    #: A row sent but not claimed after this many leases is sent again even while the
+    #: broker's queue holds messages (a lost message under a standing backlog). Long,
+    #: because a busy queue also leaves rows unclaimed, and each resend duplicates; with
+    #: the queue empty, RESEND_UNCLAIMED_SECONDS is the bound (`broker_drained`).
     resend_after_leases: int = 10
     #: Columns a claim hands to the performer.
     claim_columns: tuple[str, ...] = ()
@@ -336,11 +340,15 @@ def _failed(attempt: Attempt, error: Exception) -> bool:
     )
     now = utcnow()
     final = {} if retry else {"status": queue.failed, "finished_at": now}
+    # A retry counts as sent when it is due, so the relay does not send it before its
+    # backoff is over: the attempt number is never below Celery's retries + 1, so this is
+    # never before the message's own countdown ends.
+    due = now + timedelta(seconds=retry_delay(attempt.number))
     record(
         queue,
         attempt.row_id,
         attempt.number,
-        **{"status": queue.waiting, "enqueued_at": now, **final},
+        **{"status": queue.waiting, "enqueued_at": due, **final},
         lease_until=None,
         **{queue.error_column: str(error)[:1000] if rejected else queue.error_text(error)},
     )
@@ -350,7 +358,8 @@ def _failed(attempt: Attempt, error: Exception) -> bool:
 def queue_metrics(now: datetime) -> Iterator[Metric]:
     """A scrape-time reader (`metrics.add_reader`): every registered queue's rows by
     status, and how long its oldest waiting row has waited (since it was last sent to the
-    broker, or since it was accepted if it never was). One grouped query per queue."""
+    broker, or since it was accepted if it never was; a retry, since its backoff ended).
+    One grouped query per queue."""
     rows = GaugeMetricFamily(
         "backoffice_work_queue_rows", "Rows of a work queue by status.", labels=["queue", "status"]
     )
@@ -386,11 +395,34 @@ def _lookup(queue_name: str) -> tuple[WorkQueue, Perform]:
 
 def relay() -> int:
     """Send again, for every registered queue, what is not in the queue; how many."""
-    return sum(_relay(entry.queue) for entry in registered(current_app).values())
+    drained = broker_drained()
+    return sum(_relay(entry.queue, drained) for entry in registered(current_app).values())
 
 
-def _relay(queue: WorkQueue) -> int:
+def broker_drained() -> bool:
+    """Whether the broker's queue holds no message a worker has yet to take. Then a row
+    sent a while ago and still unclaimed is not waiting its turn behind others: the worker
+    that took its message died holding it (or the message was lost), and it is sent
+    again. While the queue holds messages that rule waits (a backlog would otherwise be
+    sent again and again). False when the broker does not answer: nothing can be sent."""
+    celery_app: Celery = current_app.extensions["celery"]
+    try:
+        with celery_app.pool.acquire(block=True, timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+            queue = celery_app.amqp.queues[celery_app.conf.task_default_queue]
+            # Declared as the workers declare it; a virtual broker (Redis, the embedded
+            # one) answers how many messages wait in it, without creating anything.
+            declared = queue.bind(connection.default_channel).queue_declare()
+    except Exception as error:
+        log.warning("broker_depth_unknown", error=type(error).__name__)
+        return False
+    return bool(declared.message_count == 0)
+
+
+def _relay(queue: WorkQueue, drained: bool) -> int:
     table, now, lease = queue.table, utcnow(), queue.lease()
+    resend_after = timedelta(seconds=current_app.config["RESEND_UNCLAIMED_SECONDS"])
+    unclaimed_for = resend_after if drained else queue.resend_after_leases * lease
     stale = db.session.scalars(
         select(table.c.id)
         .where(
@@ -399,7 +431,7 @@ def _relay(queue: WorkQueue) -> int:
                     table.c.status == queue.waiting,
                     or_(
                         and_(table.c.enqueued_at.is_(None), table.c.created_at < now - RELAY_GRACE),
-                        table.c.enqueued_at < now - queue.resend_after_leases * lease,
+                        table.c.enqueued_at < now - unclaimed_for,
                     ),
                 ),
                 and_(table.c.status == queue.running, table.c.lease_until < now),
@@ -409,6 +441,11 @@ def _relay(queue: WorkQueue) -> int:
     ).all()
     db.session.rollback()
     return sum(send(queue, row_id) for row_id in stale)
+
+
+def retry_delay(attempt: int) -> int:
+    """Seconds before attempt `attempt + 1` after attempt `attempt` failed: 1, 2, 4, ..."""
+    return int(2 ** (attempt - 1))
 
 
 # --- Celery -------------------------------------------------------------------------
@@ -427,8 +464,8 @@ def _define_task(celery_app: Celery, queue: WorkQueue) -> None:
             retry = process(queue.name, uuid.UUID(row_id))
         except SQLAlchemyError as error:
             db.session.rollback()
-            raise task.retry(exc=error, countdown=2**task.request.retries) from error
+            raise task.retry(exc=error, countdown=retry_delay(task.request.retries + 1)) from error
         if retry:
-            raise task.retry(countdown=2**task.request.retries)
+            raise task.retry(countdown=retry_delay(task.request.retries + 1))
 
     celery_app.task(name=queue.task_name, bind=True, max_retries=queue.max_attempts + 1)(run)
