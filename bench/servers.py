@@ -18,7 +18,9 @@ from pathlib import Path
 from bench import ROOT
 
 HOST = "127.0.0.1"
-SERVERS = ("granian", "gunicorn")
+#: `granian-wsgi`: Backoffice through Granian's WSGI interface instead of the front of
+#: `backoffice.serving` (what deploy/serve ran before it), to compare the two.
+SERVERS = ("granian", "gunicorn", "granian-wsgi")
 #: The tutorials' shape, for the toy reference only: Gunicorn with 4 sync workers.
 TOY_SERVER = "gunicorn-sync"
 TOY_WORKERS = 4
@@ -66,8 +68,10 @@ def settings(server: str) -> dict[str, object]:
     found: Mapping[str, object] = (
         _gunicorn_settings() if server == "gunicorn" else _granian_settings()
     )
+    if server == "granian-wsgi":
+        found = {**found, **WSGI_UNDER_GRANIAN}
     kept = {k: v for k, v in found.items() if k not in {"bind", "GRANIAN_HOST", "GRANIAN_PORT"}}
-    return {"server": server, "version": version(server), **kept}
+    return {"server": server, "version": version(server.removesuffix("-wsgi")), **kept}
 
 
 def free_port() -> int:
@@ -114,6 +118,8 @@ def running(server: str, target: str, env: Mapping[str, str], log: Path) -> Iter
     """Serve `target`, yield its base URL once /health answers; always stop it."""
     port = free_port()
     address = {"HOST": HOST, "PORT": str(port), "GRANIAN_HOST": HOST, "GRANIAN_PORT": str(port)}
+    if server == "granian-wsgi" and target == BACKOFFICE:
+        target = BACKOFFICE_WSGI
     if target != BACKOFFICE:
         address.update(WSGI_UNDER_GRANIAN)
     with log.open("wb") as output:
