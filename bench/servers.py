@@ -27,9 +27,9 @@ TOY_WORKERS = 4
 SERVE = ROOT / "deploy" / "serve"
 GRANIAN_ENV = ROOT / "deploy" / "granian.env"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
-#: Backoffice as `deploy/serve` serves it (Granian's ASGI interface, `backoffice.serving`),
+#: Backoffice as `deploy/serve` serves it (Granian's RSGI interface, `backoffice.serving`),
 #: and as a WSGI server (Gunicorn) takes it.
-BACKOFFICE = "backoffice.asgi:app"
+BACKOFFICE = "backoffice.rsgi:app"
 BACKOFFICE_WSGI = "backoffice.wsgi:app"
 #: The reference apps are plain WSGI apps: Granian serves them with its WSGI interface and
 #: as many threads as Backoffice's front runs.

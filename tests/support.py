@@ -6,6 +6,7 @@ Test modules import from here (and from the factories), never from one another.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,10 +97,12 @@ def serve_environment(database_url: str, home: Path, port: int, **settings: str)
 
 
 def workers_started(log: Path, workers: int = 2) -> int:
-    """How many Granian workers have loaded the app (each logs `Started worker-N`), once
-    `workers` have, or whatever the count is at the deadline."""
+    """How many Granian workers have loaded the app (each logs `Started worker-N`, and
+    under RSGI `Started worker-N runtime-M` too), once `workers` have, or whatever the
+    count is at the deadline."""
+    started = re.compile(r"Started worker-\d+$", re.MULTILINE)
     return eventually(
-        lambda: log.read_text().count("Started worker-"),
+        lambda: len(started.findall(log.read_text())),
         until=lambda n: n >= workers,
         timeout=120,
     )

@@ -30,7 +30,7 @@ def test_the_topologies_are_the_front_and_the_old_wsgi_interface_unbounded():
 
 
 def test_granian_wsgi_is_recorded_as_granians_wsgi_interface():
-    assert settings("granian")["GRANIAN_INTERFACE"] == "asgi"
+    assert settings("granian")["GRANIAN_INTERFACE"] == "rsgi"
     recorded = settings("granian-wsgi")
     assert recorded["server"] == "granian-wsgi"
     assert {k: recorded[k] for k in WSGI_UNDER_GRANIAN} == WSGI_UNDER_GRANIAN

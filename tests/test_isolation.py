@@ -286,3 +286,19 @@ def test_a_lowercase_method_reaches_the_app_and_is_405(server):
     assert head.startswith(b"HTTP/1.1 405 Method Not Allowed")
     assert b"\r\nallow: GET, HEAD, OPTIONS, POST" in head
     assert json.loads(body)["type"] == "/problems/method-not-allowed"
+
+
+def test_a_header_granian_cannot_read_as_text_is_400_naming_it(server):
+    """Granian's RSGI headers leave out a value that is not visible ASCII: the front
+    notices, and the app refuses the request rather than act as if it had not been sent."""
+    answer = raw_exchange(
+        server.port,
+        b"POST /api/items HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nIdempotency-Key: cl\xc3\xa9\r\n"
+        b"Content-Length: 2\r\n\r\n{}",
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request")
+    assert json.loads(body)["detail"] == (
+        "The idempotency-key header holds characters other than visible ASCII."
+    )

@@ -1,13 +1,18 @@
-"""The production server's front (`backoffice.serving`), driven as Granian drives it: ASGI
-messages in, ASGI messages out, around the real app. (Through a real Granian, slow
-sockets and all: tests/test_isolation.py.)"""
+"""The production server's front (`backoffice.serving`), driven as Granian drives it: an
+RSGI scope and protocol in, the answer handed to the protocol, around the real app.
+(Through a real Granian, slow sockets and all: tests/test_isolation.py.)
+
+`Scope`, `Headers` and `Protocol` below stand for Granian's objects (its RSGI interface,
+spec 1.6): what it is asked here is what it answers there.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -18,106 +23,137 @@ from tests.support import PROBLEM
 BODY = json.dumps({"name": "Gear", "quantity": 2}).encode()
 
 
-class Exchange:
-    """One request: what the client sends (pieces of body, with pauses), and what the
-    front sent back."""
+class Headers:
+    """Granian's header mapping: names lower-cased; `items()` leaves out values that are
+    not visible ASCII (`HeaderValue::to_str` fails on them), `keys()` does not."""
 
-    def __init__(self, pieces: list[bytes | float], *, disconnect_after: float | None = None):
-        self.pieces = list(pieces)
-        self.sent: list[dict[str, Any]] = []
-        self.disconnect_after = disconnect_after
-        self.disconnected = asyncio.Event()
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = [(name.lower(), value) for name, value in pairs]
 
-    async def receive(self) -> dict[str, Any]:
-        while self.pieces:
-            piece = self.pieces.pop(0)
+    def items(self) -> list[tuple[str, str]]:
+        return [(n, v) for n, v in self._pairs if v.isascii() and v.isprintable()]
+
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys(name for name, _ in self._pairs))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+
+@dataclass
+class Scope:
+    method: str
+    path: str
+    headers: Headers
+    query_string: str = ""
+    proto: str = "http"
+    http_version: str = "1.1"
+    server: str = "127.0.0.1:5000"
+    client: str = "127.0.0.1:50000"
+    scheme: str = "http"
+
+
+@dataclass
+class Protocol:
+    """The client's side: the body in pieces (a float is a pause), and what the front
+    answered. `disconnect_after`: seconds after the answer starts that the client leaves."""
+
+    pieces: list[bytes | float] = field(default_factory=list)
+    disconnect_after: float | None = None
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    sent: list[bytes] = field(default_factory=list)
+    read: int = 0  # pieces of the body the front read
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
             if isinstance(piece, float):
                 await asyncio.sleep(piece)
                 continue
-            return {"type": "http.request", "body": piece, "more_body": bool(self.pieces)}
-        if self.disconnect_after is not None:
-            await asyncio.sleep(self.disconnect_after)
-            self.disconnected.set()
-        else:
-            await asyncio.Event().wait()  # a client that stays connected
-        return {"type": "http.disconnect"}
+            self.read += 1
+            yield piece
 
-    async def send(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
 
-    @property
-    def status(self) -> int:
-        return int(self.sent[0]["status"])
+    async def client_disconnect(self) -> None:
+        if self.disconnect_after is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.disconnect_after or 0)
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {name.decode(): value.decode() for name, value in self.sent[0]["headers"]}
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self._start(status, headers)
+        self.sent.append(body)
+
+    def response_stream(self, status: int, headers: list[tuple[str, str]]) -> Any:
+        self._start(status, headers)
+        protocol = self
+
+        class Transport:
+            async def send_bytes(self, data: bytes) -> None:
+                protocol.sent.append(data)
+
+        return Transport()
+
+    def _start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        assert self.status == 0, "one answer per request"
+        self.status, self.headers = status, {name.lower(): value for name, value in headers}
 
     @property
     def body(self) -> bytes:
-        return b"".join(message.get("body", b"") for message in self.sent[1:])
+        return b"".join(self.sent)
 
-
-def scope(method: str, path: str, headers: dict[str, str], query: bytes = b"") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 5000),
-    }
+    @property
+    def problem(self) -> dict[str, Any]:
+        assert self.headers["content-type"] == PROBLEM
+        return dict(json.loads(self.body))
 
 
 @pytest.fixture
-def front(app) -> Iterator[ThreadedWSGI]:
-    served = ThreadedWSGI(
-        app, threads=2, body_timeout=0.5, max_body=app.config["MAX_CONTENT_LENGTH"]
-    )
-    yield served
-    served._pool.shutdown()
+def front(app) -> ThreadedWSGI:
+    return ThreadedWSGI(app, threads=2, body_timeout=0.5, max_body=app.config["MAX_CONTENT_LENGTH"])
 
 
-def serve(front: ThreadedWSGI, request: dict[str, Any], exchange: Exchange) -> Exchange:
-    asyncio.run(front(request, exchange.receive, exchange.send))
-    return exchange
+def serve(front: ThreadedWSGI, scope: Scope, protocol: Protocol) -> Protocol:
+    asyncio.run(front.__rsgi__(scope, protocol))
+    return protocol
 
 
-def authorized(client, **headers: str) -> dict[str, str]:
-    return {
-        "Host": "localhost",
-        "Authorization": client.environ_base["HTTP_AUTHORIZATION"],
-        **headers,
-    }
+def request(client, method: str, path: str, **headers: str) -> Scope:
+    sent = {"Host": "localhost", "Authorization": client.environ_base["HTTP_AUTHORIZATION"]}
+    path, _, query = path.partition("?")
+    return Scope(method, path, Headers(list({**sent, **headers}.items())), query)
 
 
 def test_a_body_in_pieces_reaches_the_app_whole(front, client):
-    headers = authorized(
-        client, **{"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    scope = request(
+        client,
+        "POST",
+        "/api/items",
+        **{"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
     )
-    pieces: list[bytes | float] = [BODY[:5], 0.05, BODY[5:12], BODY[12:]]
-    done = serve(front, scope("POST", "/api/items", headers), Exchange(pieces))
+    done = serve(front, scope, Protocol([BODY[:5], 0.05, BODY[5:12], BODY[12:]]))
     assert done.status == 201, done.body
     item = json.loads(done.body)
     assert (item["name"], item["quantity"]) == ("Gear", 2)
+    assert done.headers["location"] == f"/api/items/{item['id']}"
     assert client.get(f"/api/items/{item['id']}").status_code == 200
 
 
 def test_a_body_not_sent_in_time_is_408_and_the_connection_closes(front, client):
-    headers = authorized(
-        client, **{"Content-Type": "application/json", "Content-Length": str(len(BODY))}
+    scope = request(
+        client,
+        "POST",
+        "/api/items",
+        **{"Content-Type": "application/json", "Content-Length": str(len(BODY))},
     )
-    pieces: list[bytes | float] = [BODY[:3], 0.3, BODY[3:6], 0.3, BODY[6:]]
-    done = serve(front, scope("POST", "/api/items", headers), Exchange(pieces))
+    done = serve(front, scope, Protocol([BODY[:3], 0.3, BODY[3:6], 0.3, BODY[6:]]))
     assert done.status == 408
-    assert done.headers["content-type"] == PROBLEM
     assert done.headers["connection"] == "close"
-    problem = json.loads(done.body)
+    problem = done.problem
     assert problem["type"] == "/problems/request-timeout"
     assert problem["detail"] == "The request body did not arrive within 0.5 seconds."
     assert problem["request_id"] == done.headers["x-request-id"]
@@ -130,36 +166,84 @@ def test_a_body_over_the_limit_is_413_and_not_read_past_it(front, app, client, a
     piece = b" " * (64 * 1024)
     pieces: list[bytes | float] = [piece] * (limit // len(piece) + 4)
     length = {"Content-Length": str(len(piece) * len(pieces))} if announced else {}
-    headers = authorized(client, **{"Content-Type": "application/json", **length})
-    exchange = Exchange(pieces)
-    done = serve(front, scope("POST", "/api/items", headers), exchange)
+    extra = length or {"Transfer-Encoding": "chunked"}
+    scope = request(client, "POST", "/api/items", **{"Content-Type": "application/json", **extra})
+    done = serve(front, scope, Protocol(pieces))
     assert done.status == 413
-    assert json.loads(done.body)["type"] == "/problems/request-entity-too-large"
+    assert done.problem["type"] == "/problems/request-entity-too-large"
     # Announced: nothing read at all; streamed: read up to just past the limit.
-    assert len(exchange.pieces) == (len(pieces) if announced else 3)
+    assert done.read == (0 if announced else limit // len(piece) + 1)
+
+
+def test_a_request_without_a_body_is_not_waited_for(front, client):
+    protocol = Protocol([60.0])  # a client that would never send anything
+    done = serve(front, request(client, "GET", "/api/items?limit=1"), protocol)
+    assert done.status == 200
+    assert done.read == 0
 
 
 def test_the_path_query_and_repeated_headers_reach_the_app_as_a_wsgi_server_gives_them(
     front, client
 ):
-    headers = authorized(client)
-    done = serve(front, scope("GET", "/api/items/é", headers), Exchange([b""]))
+    done = serve(front, request(client, "GET", "/api/items/é"), Protocol())
     assert done.status == 400
-    assert "'é' is not a valid id" in json.loads(done.body)["detail"]
-    done = serve(front, scope("GET", "/api/items", headers, b"limit=abc"), Exchange([b""]))
+    assert "'é' is not a valid id" in done.problem["detail"]
+    done = serve(front, request(client, "GET", "/api/items?limit=abc"), Protocol())
     assert done.status == 400
-    assert json.loads(done.body)["errors"][0]["field"] == "limit"
+    assert done.problem["errors"][0]["field"] == "limit"
+
+
+def test_the_environ_is_what_a_wsgi_server_would_give():
+    seen: dict[str, Any] = {}
+
+    def echo(environ, start_response):
+        seen.update(environ)
+        start_response("204 No Content", [("Content-Length", "0")])
+        return [b""]
+
+    headers = Headers([("Accept", "a/b"), ("Accept", "c/d"), ("Cookie", "x=1"), ("Cookie", "y=2")])
+    scope = Scope("GET", "/a b/é", headers, "q=%C3%A9", client="[::1]:41000", server="[::1]:5000")
+    assert (
+        serve(ThreadedWSGI(echo, threads=1, body_timeout=1, max_body=10), scope, Protocol()).status
+        == 204
+    )
+    assert seen["PATH_INFO"] == "/a b/é".encode().decode("latin-1")  # PEP 3333's bytes as text
+    assert seen["QUERY_STRING"] == "q=%C3%A9"
+    assert (seen["REMOTE_ADDR"], seen["REMOTE_PORT"]) == ("::1", "41000")
+    assert (seen["SERVER_NAME"], seen["SERVER_PORT"]) == ("::1", "5000")
+    assert seen["HTTP_ACCEPT"] == "a/b,c/d"
+    assert seen["HTTP_COOKIE"] == "x=1; y=2"
+    assert seen["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert seen["wsgi.url_scheme"] == "http"
+    assert "CONTENT_LENGTH" not in seen  # no body announced, none read
+
+
+def test_a_header_the_server_cannot_read_as_text_is_400_naming_it(front, client):
+    scope = request(
+        client,
+        "POST",
+        "/api/items",
+        **{"Content-Type": "application/json", "Idempotency-Key": "clé"},
+    )
+    scope.headers = Headers([*scope.headers._pairs, ("content-length", str(len(BODY)))])
+    done = serve(front, scope, Protocol([BODY]))
+    assert done.status == 400
+    assert (
+        done.problem["detail"]
+        == "The idempotency-key header holds characters other than visible ASCII."
+    )
+    assert client.get("/api/items").json["data"] == []
 
 
 def test_a_lowercase_method_is_405_with_allow(front, client):
-    done = serve(front, scope("get", "/api/items", authorized(client)), Exchange([b""]))
+    done = serve(front, request(client, "get", "/api/items"), Protocol())
     assert done.status == 405
     assert set(done.headers["allow"].split(", ")) >= {"GET", "POST"}
-    assert json.loads(done.body)["type"] == "/problems/method-not-allowed"
+    assert done.problem["type"] == "/problems/method-not-allowed"
 
 
-def test_a_stream_is_sent_piece_by_piece_and_closed_when_the_client_goes_away(app):
-    produced, closed = threading.Event(), threading.Event()
+def test_a_stream_is_sent_piece_by_piece_and_closed_when_the_client_goes_away():
+    closed = threading.Event()
 
     def streaming(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/event-stream")])
@@ -167,7 +251,6 @@ def test_a_stream_is_sent_piece_by_piece_and_closed_when_the_client_goes_away(ap
         def pieces():
             try:
                 for n in range(1000):
-                    produced.set()
                     yield f"data: {n}\n\n".encode()
                     threading.Event().wait(0.01)
             finally:
@@ -176,30 +259,17 @@ def test_a_stream_is_sent_piece_by_piece_and_closed_when_the_client_goes_away(ap
         return pieces()
 
     front = ThreadedWSGI(streaming, threads=1, body_timeout=1, max_body=10)
-    exchange = Exchange([b""], disconnect_after=0.2)
-    asyncio.run(front(scope("GET", "/", {}), exchange.receive, exchange.send))
-    front._pool.shutdown()
+    done = serve(front, Scope("GET", "/", Headers([])), Protocol(disconnect_after=0.2))
     assert closed.is_set()  # the app's iterator was closed, not run to its end
-    pieces = [message["body"] for message in exchange.sent[1:]]
-    assert 2 < len(pieces) < 100
-    assert pieces[0] == b"data: 0\n\n"
-    assert all(message.get("more_body") for message in exchange.sent[1:])
+    assert done.status == 200
+    assert 2 < len(done.sent) < 100
+    assert done.sent[0] == b"data: 0\n\n"
 
 
-def test_lifespan_is_acknowledged(app):
-    front = ThreadedWSGI(app, threads=1, body_timeout=1, max_body=10)
-    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-    sent: list[dict[str, Any]] = []
+def test_an_app_that_fails_leaves_the_error_to_the_server():
+    def failing(environ, start_response):
+        raise RuntimeError("a bug")
 
-    async def receive() -> dict[str, Any]:
-        return next(messages)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(front({"type": "lifespan"}, receive, send))
-    front._pool.shutdown()
-    assert [message["type"] for message in sent] == [
-        "lifespan.startup.complete",
-        "lifespan.shutdown.complete",
-    ]
+    front = ThreadedWSGI(failing, threads=1, body_timeout=1, max_body=10)
+    with pytest.raises(RuntimeError, match="a bug"):
+        serve(front, Scope("GET", "/", Headers([])), Protocol())

@@ -31,7 +31,7 @@ from werkzeug.routing import BaseConverter
 from backoffice.database import SAFE_METHODS
 from backoffice.errors import BadRequest, RequestTimeout, UnsupportedMediaType
 from backoffice.framework_internals import declared_view_spec
-from backoffice.serving import BODY_TIMED_OUT
+from backoffice.serving import BODY_TIMED_OUT, UNREADABLE_HEADER
 from backoffice.storable import NUL
 
 #: What an `If-Match` naming no version of the resource becomes. Versions start at 1, so
@@ -89,7 +89,12 @@ def refuse_lowercase_method() -> None:
 
 def refuse_nul_in_headers() -> None:
     """A header holding U+0000 is malformed: 400, before any view looks anything up by it
-    (an API key, say). Query strings and bodies are checked by their schemas."""
+    (an API key, say). Query strings and bodies are checked by their schemas. So is one the
+    server's front could not read as text (`serving.UNREADABLE_HEADER`): acting as if it
+    had not been sent (an `Idempotency-Key`, say) would be wrong."""
+    unreadable = request.environ.get(UNREADABLE_HEADER)
+    if unreadable is not None:
+        raise BadRequest(f"The {unreadable} header holds characters other than visible ASCII.")
     for name, value in request.headers.items():
         if NUL in value:
             raise BadRequest(f"The {name} header holds U+0000 (NUL), which is never accepted.")

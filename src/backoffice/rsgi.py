@@ -1,5 +1,6 @@
-"""The entry point `deploy/serve` gives Granian: `backoffice.asgi:app`, the WSGI app behind
-the front that reads each request whole before it takes a thread (`backoffice.serving`)."""
+"""The entry point `deploy/serve` gives Granian: `backoffice.rsgi:app`, the WSGI app behind
+the front that reads each request whole before it takes a thread (`backoffice.serving`),
+served through Granian's own interface, RSGI."""
 
 from backoffice.serving import ThreadedWSGI
 from backoffice.startup import app_from_environment
