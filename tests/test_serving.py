@@ -79,6 +79,10 @@ class Protocol:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
+    async def __call__(self) -> bytes:
+        """The whole body (Granian reads it to its announced length)."""
+        return b"".join([chunk async for chunk in self._chunks()])
+
     async def client_disconnect(self) -> None:
         if self.disconnect_after is None:
             await asyncio.Event().wait()

@@ -170,27 +170,32 @@ class ThreadedWSGI:
         announced = environ.get("CONTENT_LENGTH")
         if announced is not None and announced.isdigit() and int(announced) > self.max_body:
             return b""
-        chunks: list[bytes] = []
-        size = 0
-
-        async def read() -> None:
-            nonlocal size
-            async for chunk in protocol:
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > self.max_body:
-                    return
-
         try:
-            await asyncio.wait_for(read(), self.body_timeout)
+            async with asyncio.timeout(self.body_timeout):
+                if announced is not None:  # as long as announced: Granian holds it to that
+                    body: bytes = await protocol()
+                    return body
+                chunks = await self._read_chunked(protocol)
         except TimeoutError:
             environ[BODY_TIMED_OUT] = self.body_timeout
             return b""
-        # The app sees a body of known length (chunked or not, it arrived whole), or one
-        # longer than it takes, which it refuses (413).
-        environ["CONTENT_LENGTH"] = str(size)
+        # Chunked, it arrived whole: the app sees a body of known length (a longer one than
+        # it takes, it refuses with 413).
+        body = b"".join(chunks)
+        environ["CONTENT_LENGTH"] = str(len(body))
         environ.pop("HTTP_TRANSFER_ENCODING", None)
-        return b"".join(chunks)
+        return body
+
+    async def _read_chunked(self, protocol: Any) -> list[bytes]:
+        """A body of unannounced length, read up to just past `max_body`."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in protocol:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.max_body:
+                break
+        return chunks
 
     async def _stream(
         self,
