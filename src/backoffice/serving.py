@@ -168,7 +168,9 @@ class ThreadedWSGI:
         arrive within the deadline (408) or is announced too long (413), the first
         `max_body` bytes and a bit when it turns out too long (413)."""
         announced = environ.get("CONTENT_LENGTH")
-        if announced is not None and announced.isdigit() and int(announced) > self.max_body:
+        if "HTTP_TRANSFER_ENCODING" in environ:
+            announced = None  # chunked: the length announced beside it means nothing (RFC 9112)
+        elif announced is not None and announced.isdigit() and int(announced) > self.max_body:
             return b""
         try:
             async with asyncio.timeout(self.body_timeout):
