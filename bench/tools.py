@@ -8,7 +8,7 @@ at all, where the read makes a second round trip for the item.
 from __future__ import annotations
 
 from backoffice.auth import service as auth
-from backoffice.auth.principal import Principal, scopes_for
+from backoffice.principal import Principal, scopes_for
 from backoffice.users.models import User
 from bench.load import Endpoint
 

@@ -16,8 +16,7 @@ import psycopg.connection
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from backoffice import config
-from backoffice.auth import attempts
+from backoffice import attempts, config
 from backoffice.items.models import Item
 from backoffice.webhooks.models import WebhookEvent
 from bench import profile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,8 +12,9 @@ from apiflask import APIFlask
 from sqlalchemy import event
 
 from backoffice import housekeeping, metrics, work
+from backoffice.auth import cli as auth_cli
 from backoffice.auth import routes as auth
-from backoffice.auth.service import init_tokens
+from backoffice.auth import service as auth_service
 from backoffice.browsers import Backoffice, init_browsers
 from backoffice.cli import register_commands
 from backoffice.config import load_settings
@@ -22,8 +24,10 @@ from backoffice.dependencies import init_dependencies, redis_options, watch_data
 from backoffice.errors import register_error_handlers
 from backoffice.extensions import db, jwt, limiter, migrate
 from backoffice.framework_internals import skip_app_wide_rate_limit_check
+from backoffice.guards import Verifiers, init_guards
 from backoffice.health import routes as health
 from backoffice.health.service import VERSION
+from backoffice.items import cli as items_cli
 from backoffice.items import routes as items
 from backoffice.items import service as items_service
 from backoffice.jobs import routes as jobs
@@ -41,6 +45,7 @@ from backoffice.todos import routes as todos
 from backoffice.tools import routes as tools
 from backoffice.tools.capacity import init_chat_places
 from backoffice.tools.llm import init_chat_gateway
+from backoffice.users import cli as users_cli
 from backoffice.users import routes as users
 from backoffice.users import service as users_service
 from backoffice.webhooks import routes as webhooks
@@ -88,7 +93,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     limiter.init_app(app)
     # Only views that declare a limit (chat) are limited, and their decorator checks it.
     skip_app_wide_rate_limit_check(app, limiter)
-    init_tokens(app)
+    auth_service.init_tokens(app)
     init_chat_gateway(app)
     init_chat_places(app)
     init_request_logging(app)
@@ -100,7 +105,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     _register_blueprints(app)
     _wire_registries(app)
     celery_init_app(app)
-    register_commands(app)
+    register_commands(app, items_cli.seed_command, users_cli.users_cli, auth_cli.auth_cli)
     return app
 
 
@@ -131,9 +136,10 @@ def _register_blueprints(app: APIFlask) -> None:
 def _wire_registries(app: APIFlask) -> None:
     """What each kind of background work does, in one table the web process and the
     worker share: a job type without a runner fails here, an event type without a
-    handler ends `ignored`. Who holds items (open orders), asked before a delete; who
-    must hear of a user's deletion (orders cancel the pending ones). And what `/metrics`
-    reads from the database at scrape time."""
+    handler ends `ignored`. Who holds items (open orders), asked before a delete; how
+    credentials are verified; who must hear of changes to a user (orders cancel a
+    deleted user's pending ones, auth ends a deactivated user's keys and forgets what it
+    cached of a changed one). And what `/metrics` reads from the database at scrape time."""
     jobs_service.init_runners(
         app,
         {
@@ -143,7 +149,23 @@ def _wire_registries(app: APIFlask) -> None:
     )
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})
     items_service.init_holders(app, [orders_service.open_orders_holding])
-    users_service.init_deletion_listeners(app, [orders_service.cancel_orders_of])
+    # Auth depends on users, never the reverse: users announce, auth (and orders) listen.
+    init_guards(
+        app,
+        Verifiers(
+            access_token=auth_service.principal_from_token,
+            refresh_token=functools.partial(auth_service.principal_from_token, kind="refresh"),
+            api_key=auth_service.principal_from_api_key,
+        ),
+    )
+    users_service.init_listeners(
+        app,
+        users_service.UserListeners(
+            deleted=[orders_service.cancel_orders_of],
+            deactivated=[auth_service.end_api_keys],
+            changed=[auth_service.forget_user],
+        ),
+    )
     metrics.add_reader(app, "work_queues", work.queue_metrics)
     metrics.add_reader(
         app, "retention", lambda now: [metrics.retention_overdue(housekeeping.overdue_ages(now))]

@@ -72,10 +72,7 @@ def refuse_incomplete_body() -> None:
     the connection is not used again (the rest of the body may still be on its way)."""
     seconds = request.environ.get(BODY_TIMED_OUT)
     if seconds is not None:
-        raise RequestTimeout(
-            f"The request body did not arrive within {seconds:g} seconds.",
-            headers={"Connection": "close"},
-        )
+        raise RequestTimeout(f"The request body did not arrive within {seconds:g} seconds.")
 
 
 def refuse_lowercase_method() -> None:

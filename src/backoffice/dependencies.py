@@ -71,12 +71,10 @@ class DependencyUnavailable(ServiceUnavailable):
     """A dependency did not answer: 503 with `Retry-After`, whatever the request was."""
 
     slug = "dependency-unavailable"
+    retry_after = RETRY_AFTER_SECONDS
 
     def __init__(self, dependency: str) -> None:
-        super().__init__(
-            f"{DESCRIPTIONS[dependency]} is not answering. Retry in a few seconds.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        super().__init__(f"{DESCRIPTIONS[dependency]} is not answering. Retry in a few seconds.")
         self.dependency = dependency
 
 

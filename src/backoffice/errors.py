@@ -36,22 +36,34 @@ MALFORMED_LOCATIONS = frozenset({"query", "querystring", "path", "view_args", "h
 
 
 class APIError(Exception):
-    """An error the client can act on. Subclasses fix the status and the problem type."""
+    """An error the client can act on. Subclasses fix the status and the problem type,
+    and the headers the status needs: how to authenticate (`challenge`, a 401's
+    `WWW-Authenticate`), when to come back (`retry_after` seconds, for 429 and 503). Who
+    raises one says what happened, never which headers that takes."""
 
     status: int = 500
     slug: str = "internal-error"
+    #: `WWW-Authenticate` (RFC 9110 §15.5.2: a 401 says how to authenticate).
+    challenge: str | None = None
+    #: `Retry-After`, in seconds (a call may give its own).
+    retry_after: int | None = None
 
     def __init__(
         self,
         detail: str | None = None,
         *,
         errors: Iterable[dict[str, str]] | None = None,
-        headers: Mapping[str, str] | None = None,
+        retry_after: int | None = None,
         **extensions: Any,
     ) -> None:
         self.detail = detail or HTTPStatus(self.status).description
         self.errors = list(errors) if errors is not None else None
-        self.headers = dict(headers or {})
+        self.headers: dict[str, str] = {}
+        if self.challenge is not None:
+            self.headers["WWW-Authenticate"] = self.challenge
+        retry_after = retry_after if retry_after is not None else self.retry_after
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(retry_after)
         self.extensions = extensions
         super().__init__(self.detail)
 
@@ -62,6 +74,13 @@ class BadRequest(APIError):
 
 class Unauthorized(APIError):
     status, slug = 401, "unauthorized"
+    challenge = 'Bearer realm="Authentication Required"'
+
+
+class InvalidToken(Unauthorized):
+    """A token that was valid once and is no more (spent, revoked, of an ended session)."""
+
+    challenge = 'Bearer realm="Authentication Required", error="invalid_token"'
 
 
 class Forbidden(APIError):
@@ -77,6 +96,10 @@ class NotFound(APIError):
 
 class RequestTimeout(APIError):
     status, slug = 408, "request-timeout"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers["Connection"] = "close"  # the rest of the body may still be coming
 
 
 class Conflict(APIError):
@@ -95,12 +118,18 @@ class ValidationFailed(APIError):
     status, slug = 422, "validation-failed"
 
 
+class WrongPassword(ValidationFailed):
+    """A password or email change whose `current_password` is not the current password: a
+    failed password guess, limited per client address like failed logins."""
+
+
 class PreconditionRequired(APIError):
     status, slug = 428, "precondition-required"
 
 
 class TooManyRequests(APIError):
     status, slug = 429, "too-many-requests"
+    retry_after = 1
 
 
 class ServiceUnavailable(APIError):

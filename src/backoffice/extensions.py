@@ -17,5 +17,5 @@ db = SQLAlchemy(
 migrate = Migrate()
 jwt = JWTManager()
 #: No default limits: only views that declare one are limited (chat); login and sign-up
-#: reserve their attempts through its storage (`auth.attempts`).
+#: reserve their attempts through its storage (`backoffice.attempts`).
 limiter = Limiter(key_func=get_remote_address)

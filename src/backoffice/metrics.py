@@ -64,6 +64,10 @@ log = structlog.get_logger(__name__)
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
+class MetricsTokenRequired(Unauthorized):
+    challenge = 'Bearer realm="metrics"'
+
+
 def prepare_multiprocess_dir(value: str | None) -> None:
     """Make sure the directory PROMETHEUS_MULTIPROC_DIR names (`value`) can take this
     process's metric files, before the first metric below opens one there (otherwise a
@@ -408,10 +412,7 @@ def scrape() -> Response:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         presented.strip().encode(), token.encode()
     ):
-        raise Unauthorized(
-            "Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-        )
+        raise MetricsTokenRequired("Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.")
     response = current_app.response_class(exposition(current_app), mimetype=None)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

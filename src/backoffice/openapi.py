@@ -14,9 +14,9 @@ import orjson
 from apiflask import APIFlask
 from flask import Blueprint, Response, current_app, request
 
-from backoffice.auth.principal import SCOPE_DESCRIPTIONS
 from backoffice.errors import PROBLEM_MIMETYPE
 from backoffice.idempotency import KEY_PATTERN
+from backoffice.principal import SCOPE_DESCRIPTIONS
 from backoffice.schemas import OutputModel
 
 #: Swagger UI's scripts and styles, shipped inside the flask-swagger-ui wheel.

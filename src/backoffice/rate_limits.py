@@ -7,7 +7,7 @@ the login limit was refused by one worker and let in by the other, turn about. R
 (`redis://`) is the faster shared choice where there is one.
 
 A `limits` storage: naming `STORAGE_SCHEME` registers `database://` with `limits`, so
-Flask-Limiter (chat) and `auth.attempts` (logins, sign-ups) both count here. It works on
+Flask-Limiter (chat) and `backoffice.attempts` (logins, sign-ups) both count here. It works on
 the current app's engine, on a connection of its own that commits at once, so a count
 never waits for, nor is rolled back with, the request's own transaction.
 """

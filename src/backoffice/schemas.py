@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Self
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    EmailStr,
+    Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     PlainSerializer,
@@ -215,3 +218,19 @@ class OutputModel(BaseModel):
     """A response shape, read straight from ORM objects."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+def _deliverable_pattern() -> str:
+    """email-validator refuses addresses at special-use domains (`a@b.test`, `a@localhost`)
+    whatever else holds; this pattern says the same in the document (case-insensitively,
+    which JSON Schema's regex flavour can only spell with character classes)."""
+    names = "|".join(
+        "".join(f"[{char.lower()}{char.upper()}]" for char in name)
+        for name in SPECIAL_USE_DOMAIN_NAMES
+    )
+    return rf"^(?![\s\S]*[@.](?:{names})\.?$)"
+
+
+Email = Annotated[
+    EmailStr, Field(max_length=320, json_schema_extra={"pattern": _deliverable_pattern()})
+]

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from backoffice.auth import attempts
+from backoffice import attempts
 from backoffice.users.models import User
 from tests.auth.conftest import STORES
 from tests.auth.racing import all_at_once

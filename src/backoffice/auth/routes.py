@@ -6,9 +6,8 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, url_for
 
+from backoffice.attempts import PASSWORD_GUESSES, limit_attempts
 from backoffice.auth import service
-from backoffice.auth.attempts import PASSWORD_GUESSES, limit_attempts
-from backoffice.auth.guards import bearer, current_principal, refresh_bearer
 from backoffice.auth.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -19,6 +18,7 @@ from backoffice.auth.schemas import (
     TokenRequest,
 )
 from backoffice.conventions import no_content
+from backoffice.guards import bearer, current_principal, refresh_bearer
 from backoffice.openapi import problem_responses
 from backoffice.pagination import page_response
 from backoffice.users import service as users

@@ -5,10 +5,9 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, AwareDatetime, Field, StrictStr
 
-from backoffice.auth.principal import Scope
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
-from backoffice.schemas import InputModel, OutputModel, Timestamp, single_line, trimmed
-from backoffice.users.schemas import Email
+from backoffice.principal import Scope
+from backoffice.schemas import Email, InputModel, OutputModel, Timestamp, single_line, trimmed
 
 
 class TokenRequest(InputModel):

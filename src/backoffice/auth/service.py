@@ -11,7 +11,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from flask import Flask, current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
@@ -21,16 +21,17 @@ from sqlalchemy.engine import make_url
 
 from backoffice.auth import revocations
 from backoffice.auth.models import ApiKey, RevokedToken
-from backoffice.auth.principal import Principal, scopes_for
 from backoffice.auth.token_states import TokenStates, token_states_for
 from backoffice.database import utcnow
-from backoffice.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from backoffice.errors import Conflict, Forbidden, InvalidToken, NotFound, ValidationFailed
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
+from backoffice.principal import Principal, scopes_for
 from backoffice.readonly import read_row
-from backoffice.users.models import User
+from backoffice.users import service as users
 
-USERS: Table = User.__table__  # type: ignore[assignment]
+#: Read in the same query as a credential's own row (one round trip per request).
+USERS: Table = users.USERS
 API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 #: What every authenticated request asks about its token, built once: its user's state,
 #: and whether the token `:jti` or its `:family` is revoked, in one query.
@@ -72,11 +73,6 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 #: A revoked family outlives its last possible token by this much (clock skew, requests
 #: in flight).
 FAMILY_MARGIN = timedelta(minutes=1)
-#: What a 401 says about the credentials it wants (RFC 6750 §3): any, or a good token.
-AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="Authentication Required"'}
-INVALID_TOKEN = {
-    "WWW-Authenticate": 'Bearer realm="Authentication Required", error="invalid_token"'
-}
 
 
 # --- tokens ---------------------------------------------------------------------
@@ -87,7 +83,15 @@ INVALID_TOKEN = {
 # revoked family is stored like a revoked token, under `family:<id>`.
 
 
-def issue_tokens(user: User) -> dict[str, Any]:
+class Person(Protocol):
+    """Whom a session is for (a user, as `users` gives them)."""
+
+    id: uuid.UUID
+    role: str
+    token_generation: int
+
+
+def issue_tokens(user: Person) -> dict[str, Any]:
     """A new session for `user`: a fresh family."""
     return _token_pair(user.id, user.role, user.token_generation, str(uuid.uuid4()))
 
@@ -195,6 +199,11 @@ def _family_key(claims: dict[str, Any]) -> str:
     return f"family:{_family(claims)}"
 
 
+def check_revocations() -> None:
+    """Raise unless revoked tokens can be read now (readiness)."""
+    revocations.is_revoked("readiness")
+
+
 def principal_from_token(token: str, kind: str = "access") -> Principal | None:
     """The caller behind a JWT that is valid now: signed by us, unexpired, not revoked (nor
     its family), and issued to a user who is still active and has not ended their sessions
@@ -244,10 +253,9 @@ def refresh(refresh_principal: Principal) -> dict[str, Any]:
     claims: dict[str, Any] = refresh_principal.claims
     if not revocations.spend(str(claims["jti"]), _expiry(claims)):
         _revoke_family(claims)
-        raise Unauthorized(
+        raise InvalidToken(
             "This refresh token was already used: every token of its session is now revoked. "
-            "Log in again.",
-            headers=INVALID_TOKEN,
+            "Log in again."
         )
     user_id, role = refresh_principal.user_id, refresh_principal.role
     return _token_pair(user_id, role, int(claims["gen"]), _family(claims))
@@ -324,7 +332,7 @@ def _lock_live_owner(owner: Principal) -> None:
     locked = db.session.execute(update(USERS).where(*live).values(updated_at=USERS.c.updated_at))
     if locked.rowcount != 1:  # type: ignore[attr-defined]
         db.session.rollback()
-        raise Unauthorized("Your session has ended: log in again.", headers=INVALID_TOKEN)
+        raise InvalidToken("Your session has ended: log in again.")
 
 
 def _check_room_for_a_key(user_id: uuid.UUID) -> None:

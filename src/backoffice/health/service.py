@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice.auth import revocations
+from backoffice.auth import service as auth
 from backoffice.dependencies import (
     DATABASE,
     QUEUE,
@@ -41,7 +41,7 @@ def check_queue() -> None:
 def check_revocation_store() -> None:
     """Revoked tokens can be read: the database's `revoked_tokens` table (not only a
     connection: a database not yet migrated fails here)."""
-    revocations.is_revoked("readiness")
+    auth.check_revocations()
 
 
 def check_rate_limit_store() -> None:

@@ -11,8 +11,8 @@ from typing import Any, TypeVar, cast
 import orjson
 from flask import Response, current_app, request
 
-from backoffice.auth.guards import current_principal
 from backoffice.errors import BadRequest
+from backoffice.guards import current_principal
 from backoffice.idempotency import service
 from backoffice.transactions import commit, one_transaction
 

@@ -6,7 +6,6 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, url_for
 
-from backoffice.auth.guards import authenticated
 from backoffice.conventions import (
     etag_for,
     etag_header,
@@ -14,6 +13,7 @@ from backoffice.conventions import (
     no_content,
     not_modified,
 )
+from backoffice.guards import authenticated
 from backoffice.idempotency import idempotent
 from backoffice.items import service
 from backoffice.items.schemas import ItemIn, ItemList, ItemOut, ItemPatch, ItemQuery, ItemReplace

@@ -6,8 +6,8 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, url_for
 
-from backoffice.auth.guards import authenticated, current_principal
 from backoffice.conventions import no_content
+from backoffice.guards import authenticated, current_principal
 from backoffice.idempotency import idempotent
 from backoffice.jobs import service
 from backoffice.jobs.schemas import JobAccepted, JobIn, JobList, JobOut, JobQuery

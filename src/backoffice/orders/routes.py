@@ -6,8 +6,8 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import url_for
 
-from backoffice.auth.guards import authenticated, current_principal
 from backoffice.conventions import etag_for, etag_header, expected_version, not_modified
+from backoffice.guards import authenticated, current_principal
 from backoffice.idempotency import idempotent
 from backoffice.openapi import problem_responses
 from backoffice.orders import service

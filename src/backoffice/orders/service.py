@@ -16,9 +16,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from backoffice import work
-from backoffice.auth import service as auth
 from backoffice.database import utcnow
-from backoffice.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from backoffice.errors import Conflict, InvalidToken, NotFound, ValidationFailed
 from backoffice.extensions import db
 from backoffice.items import service as items
 from backoffice.orders.models import Order, OrderLine, OrderStatus
@@ -81,12 +80,9 @@ def place_order(
     return order
 
 
-class _OwnerGone(Unauthorized):
+class _OwnerGone(InvalidToken):
     def __init__(self) -> None:
-        super().__init__(
-            "Your account was deleted while this order was placed: nothing was taken.",
-            headers=auth.INVALID_TOKEN,
-        )
+        super().__init__("Your account was deleted while this order was placed: nothing was taken.")
 
 
 def visible_order(order_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> Order:

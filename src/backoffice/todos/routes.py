@@ -14,7 +14,6 @@ from apiflask import APIBlueprint
 from apiflask.views import MethodView
 from flask import Response, url_for
 
-from backoffice.auth.guards import authenticated, current_principal
 from backoffice.conventions import (
     etag_for,
     etag_header,
@@ -22,6 +21,7 @@ from backoffice.conventions import (
     no_content,
     not_modified,
 )
+from backoffice.guards import authenticated, current_principal
 from backoffice.idempotency import idempotent
 from backoffice.openapi import PRECONDITION_RESPONSES, problem_responses
 from backoffice.pagination import page_response

@@ -46,12 +46,12 @@ USER_RETRY_AFTER = 5
 
 class TooManyChatCalls(TooManyRequests):
     slug = "too-many-chat-calls"
+    retry_after = USER_RETRY_AFTER
 
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"You have {limit} chat call{'s' if limit != 1 else ''} in flight already "
-            "(CHAT_CALLS_PER_USER); retry when one has ended.",
-            headers={"Retry-After": str(USER_RETRY_AFTER)},
+            "(CHAT_CALLS_PER_USER); retry when one has ended."
         )
 
 

@@ -70,12 +70,10 @@ class ModelServerBusy(ServiceUnavailable):
     """Every pooled connection is in use: nothing was sent."""
 
     slug = "model-server-busy"
+    retry_after = 1
 
     def __init__(self) -> None:
-        super().__init__(
-            "Too many chat calls are in flight on this server; retry shortly.",
-            headers={"Retry-After": "1"},
-        )
+        super().__init__("Too many chat calls are in flight on this server; retry shortly.")
 
 
 class ModelServerError(APIError):

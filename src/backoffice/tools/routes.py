@@ -9,8 +9,8 @@ from flask import current_app
 from flask_limiter import RequestLimit
 
 from backoffice import metrics
-from backoffice.auth.guards import authenticated, current_principal
 from backoffice.extensions import limiter
+from backoffice.guards import authenticated, current_principal
 from backoffice.openapi import problem_responses
 from backoffice.pagination import page_response
 from backoffice.tools import service

@@ -6,9 +6,9 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response, request, url_for
 
-from backoffice.auth.attempts import PASSWORD_GUESSES, SIGN_UPS, limit_attempts
-from backoffice.auth.guards import authenticated, caller_if_any, current_principal
+from backoffice.attempts import PASSWORD_GUESSES, SIGN_UPS, limit_attempts
 from backoffice.conventions import no_content
+from backoffice.guards import authenticated, caller_if_any, current_principal
 from backoffice.openapi import OPTIONAL_AUTH, problem_responses
 from backoffice.pagination import page_response
 from backoffice.users import service

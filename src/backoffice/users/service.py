@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from flask import Flask, current_app
@@ -12,8 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from backoffice import transactions
-from backoffice.auth import service as auth
-from backoffice.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from backoffice.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+    WrongPassword,
+)
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
 from backoffice.users.models import Role, User, canonical_email
@@ -39,11 +47,6 @@ Caller = Literal["anonymous", "member", "admin"]
 #: What only the person who knows the password changes of their own account: a stolen
 #: access token must not be enough to move the login away from its owner.
 NEEDS_CURRENT_PASSWORD = frozenset({"password", "email"})
-
-
-class WrongPassword(ValidationFailed):
-    """A password or email change whose `current_password` is not the current password: a
-    failed password guess, limited per IP like failed logins."""
 
 
 def _current_password_error(message: str) -> dict[str, Any]:
@@ -72,7 +75,7 @@ def sign_up(
     if (registration or current_app.config["REGISTRATION"]) == "admin" and caller != "admin":
         refusal = "Only an admin creates users here (REGISTRATION=admin)."
         if caller == "anonymous":
-            raise Unauthorized(refusal, headers=auth.AUTHENTICATE)
+            raise Unauthorized(refusal)
         raise Forbidden(refusal)
     return create_user(name, email, password)
 
@@ -151,12 +154,12 @@ def update_user(
     deactivated = changes.get("active") is False
     if password is not None or deactivated:
         user.token_generation += 1  # a new password or a deactivation ends every session
-    # The token-state cache of this process, at once; the others hear it from the trigger.
-    transactions.after_commit(lambda: auth.forget_user(user_id))
+    _announce_after_commit(user_id)
     try:
         db.session.flush()  # the user's row first: a key being created for them waits on it
         if deactivated:
-            auth.end_api_keys(user.id)
+            for listener in _listeners().deactivated:
+                listener(user.id)
         if removes_an_admin:
             _keep_an_active_admin()
         transactions.commit()
@@ -177,7 +180,7 @@ def delete_user(user_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool)
         _lock_active_admins()
     _lock_for_deletion(user_id)
     try:
-        for listener in current_app.extensions.get("user_deletion_listeners", ()):
+        for listener in _listeners().deleted:
             listener(user_id)
         db.session.flush()
         db.session.delete(user)
@@ -190,19 +193,45 @@ def delete_user(user_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool)
         ) from None
     if removes_an_admin:
         _keep_an_active_admin()
-    transactions.after_commit(lambda: auth.forget_user(user_id))
+    _announce_after_commit(user_id)
     transactions.commit()
 
 
-#: Told of a deletion in its transaction, before the user's row goes: settles what another
-#: capability holds for the user (orders cancel the pending ones), so it commits, or not,
-#: with the deletion. Users know no other capability; `create_app()` wires them.
-DeletionListener = Callable[[uuid.UUID], None]
+#: Told of a change to one user (by id). Users know no other capability: `create_app()`
+#: wires who listens.
+Listener = Callable[[uuid.UUID], None]
 
 
-def init_deletion_listeners(app: Flask, listeners: Sequence[DeletionListener]) -> None:
-    """Register who must hear of a user's deletion (from `create_app()`)."""
-    app.extensions["user_deletion_listeners"] = tuple(listeners)
+@dataclass(frozen=True)
+class UserListeners:
+    """Who must hear what of a user."""
+
+    #: In the deletion's transaction, before the user's row goes: settles what another
+    #: capability holds for them (orders cancel the pending ones), so it commits, or not,
+    #: with the deletion.
+    deleted: Sequence[Listener] = ()
+    #: In a deactivation's transaction: ends what must not outlive it (auth: the API keys).
+    deactivated: Sequence[Listener] = ()
+    #: Once any change to the user has committed (a new password, role or email, a
+    #: deactivation, a deletion): what was said of their credentials may be stale (auth:
+    #: this process's token-state cache forgets them at once; the others hear it from the
+    #: database's trigger).
+    changed: Sequence[Listener] = ()
+
+
+def init_listeners(app: Flask, listeners: UserListeners) -> None:
+    """Register who must hear of users' changes (from `create_app()`)."""
+    app.extensions["user_listeners"] = listeners
+
+
+def _listeners() -> UserListeners:
+    listeners: UserListeners = current_app.extensions.get("user_listeners", UserListeners())
+    return listeners
+
+
+def _announce_after_commit(user_id: uuid.UUID) -> None:
+    for listener in _listeners().changed:
+        transactions.after_commit(functools.partial(listener, user_id))
 
 
 def hold_user(user_id: uuid.UUID) -> bool:

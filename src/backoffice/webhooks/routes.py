@@ -6,7 +6,7 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import request, url_for
 
-from backoffice.auth.guards import authenticated
+from backoffice.guards import authenticated
 from backoffice.openapi import json_object_body, problem_responses
 from backoffice.pagination import page_response
 from backoffice.webhooks import service

@@ -68,6 +68,12 @@ FIRST_COPY = select(EVENTS.c.id).where(
 LISTED_COLUMNS = select(*(c for c in EVENTS.columns if c.name not in {"raw_body", "payload"}))
 
 
+class UnsignedDelivery(Unauthorized):
+    """An unsigned delivery from a source that must sign."""
+
+    challenge = 'Webhook-Signature realm="webhooks"'
+
+
 def _parse(body: bytes) -> dict[str, Any]:
     """The delivery as a JSON object, stored as the partner sent it.
 
@@ -158,9 +164,8 @@ def _delivery_id(source: str, headers: HeaderItems, body: bytes, payload: dict[s
     if secret:
         return _text(verify(secret, headers, body), "webhook-id", MAX_DELIVERY_ID)
     if source not in current_app.config["WEBHOOK_UNSIGNED_SOURCES"]:
-        raise Unauthorized(
-            f"The source {source!r} has no signing secret and may not deliver unsigned.",
-            headers={"WWW-Authenticate": 'Webhook-Signature realm="webhooks"'},
+        raise UnsignedDelivery(
+            f"The source {source!r} has no signing secret and may not deliver unsigned."
         )
     if given is not None:
         return given

@@ -36,10 +36,10 @@ class SignatureError(Unauthorized):
     """A delivery whose signature headers are missing, malformed, stale or wrong."""
 
     slug = "invalid-signature"
+    challenge = 'Webhook-Signature realm="webhooks"'
 
     def __init__(self, detail: str) -> None:
-        # A 401 must say how to authenticate (RFC 9110 §15.5.2).
-        super().__init__(detail, headers={"WWW-Authenticate": 'Webhook-Signature realm="webhooks"'})
+        super().__init__(detail)
 
 
 class HeaderItems(Protocol):

@@ -8,17 +8,22 @@
 `authenticated` accepts `Authorization: Bearer <JWT>` or `X-API-Key: <key>`. No or bad
 credentials: 401 with `WWW-Authenticate`; a known caller without the scope: 403. The
 OpenAPI document lists both security schemes and the scopes per operation.
+
+Shared by every capability's views, so it knows none of them: what a token or a key
+stands for is asked of the `Verifiers` that `create_app()` registers (auth's).
 """
 
 from __future__ import annotations
 
-from apiflask import APIKeyHeaderAuth, HTTPTokenAuth, MultiAuth
-from flask import g, request
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from backoffice.auth import service
-from backoffice.auth.principal import Principal
+from apiflask import APIKeyHeaderAuth, HTTPTokenAuth, MultiAuth
+from flask import Flask, current_app, g, request
+
 from backoffice.errors import AUTH_DETAILS, Unauthorized
 from backoffice.framework_internals import authenticated_user
+from backoffice.principal import Principal
 
 bearer = HTTPTokenAuth(
     scheme="Bearer",
@@ -39,6 +44,25 @@ refresh_bearer = HTTPTokenAuth(
 authenticated = MultiAuth(bearer, api_key)
 
 
+@dataclass(frozen=True)
+class Verifiers:
+    """Who a credential stands for (None: nobody), one function per kind of credential."""
+
+    access_token: Callable[[str], Principal | None]
+    refresh_token: Callable[[str], Principal | None]
+    api_key: Callable[[str], Principal | None]
+
+
+def init_guards(app: Flask, verifiers: Verifiers) -> None:
+    """Register how credentials are verified (from `create_app()`)."""
+    app.extensions["verifiers"] = verifiers
+
+
+def _verifiers() -> Verifiers:
+    verifiers: Verifiers = current_app.extensions["verifiers"]
+    return verifiers
+
+
 def _remember(principal: Principal | None) -> Principal | None:
     if principal is not None:
         g.user_id = principal.user_id  # for the request log line
@@ -46,15 +70,15 @@ def _remember(principal: Principal | None) -> Principal | None:
 
 
 def _verify_bearer(token: str) -> Principal | None:
-    return _remember(service.principal_from_token(token)) if token else None
+    return _remember(_verifiers().access_token(token)) if token else None
 
 
 def _verify_refresh(token: str) -> Principal | None:
-    return _remember(service.principal_from_token(token, "refresh")) if token else None
+    return _remember(_verifiers().refresh_token(token)) if token else None
 
 
 def _verify_api_key(key: str) -> Principal | None:
-    return _remember(service.principal_from_api_key(key)) if key else None
+    return _remember(_verifiers().api_key(key)) if key else None
 
 
 def _roles(principal: Principal) -> list[str]:
@@ -81,5 +105,5 @@ def caller_if_any() -> Principal | None:
     principal: Principal | None = authenticated.current_user
     sent = request.headers.get("Authorization") or request.headers.get("X-API-Key")
     if principal is None and sent:
-        raise Unauthorized(AUTH_DETAILS[401], headers=service.AUTHENTICATE)
+        raise Unauthorized(AUTH_DETAILS[401])
     return principal

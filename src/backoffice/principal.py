@@ -1,12 +1,11 @@
-"""Who is calling: the same shape whether they came with a JWT or an API key."""
+"""Who is calling: the same shape whether they came with a JWT or an API key, and what
+they may touch (scopes). Shared by every capability's views; knows none of them."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal, get_args
-
-from backoffice.users.models import Role
 
 #: What a caller may be allowed to touch. A JWT carries every scope its role allows; an
 #: API key carries the scopes it was created with, never more than its owner's role.
@@ -24,8 +23,12 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
 MEMBER_SCOPES = ALL_SCOPES - {"admin"}
 
 
+#: The role that holds every scope (`users.models.Role.ADMIN`, a string enum).
+ADMIN_ROLE = "admin"
+
+
 def scopes_for(role: str) -> frozenset[str]:
-    return ALL_SCOPES if role == Role.ADMIN else MEMBER_SCOPES
+    return ALL_SCOPES if role == ADMIN_ROLE else MEMBER_SCOPES
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,8 @@ from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse
 
 from backoffice import metrics
-from backoffice.errors import Conflict, TooManyRequests, Unauthorized
+from backoffice.errors import Conflict, TooManyRequests, Unauthorized, WrongPassword
 from backoffice.extensions import limiter
-from backoffice.users.service import WrongPassword
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -111,9 +110,7 @@ class AttemptLimit:
             remembered.add(key, min(now + FULL_WINDOW_MEMORY, (window + 1) * seconds))
             metrics.count_rate_limited(self.name)
             wait = max(1, math.ceil((window + 1) * seconds - now))
-            raise TooManyRequests(
-                f"{self.refusal} Try again in {wait} seconds.", headers={"Retry-After": str(wait)}
-            )
+            raise TooManyRequests(f"{self.refusal} Try again in {wait} seconds.", retry_after=wait)
         try:
             yield
         except self.counted_errors as error:
