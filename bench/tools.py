@@ -16,7 +16,7 @@ from bench.load import Endpoint
 def process_key(member: User) -> str:
     """A key of `member`'s with only the `tools` scope (call inside an app context)."""
     owner = Principal(member.id, member.role, scopes_for(member.role), "jwt")
-    _row, key = auth.create_api_key(owner, "bench /process", ["tools"], None)
+    key = auth.create_api_key(owner, "bench /process", ["tools"], None).key
     return key
 
 

@@ -3,7 +3,8 @@
 A page is `WHERE id < :last ORDER BY id DESC LIMIT :n+1` on the UUIDv7 primary key:
 an index range scan that costs the same at row 10 and at row 10,000,000. The cursor
 is the last id, signed with the app's secret so a client can neither forge nor
-tamper with it; a bad one is a 400.
+tamper with it; a bad one is a 400. (How a page is answered, with its `Link`: the
+output path, `backoffice.output`.)
 """
 
 from __future__ import annotations
@@ -12,17 +13,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
-from urllib.parse import urlencode
 from weakref import WeakKeyDictionary
 
-from flask import Response, current_app, request
+from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import Row, Select, bindparam
+from pydantic import Field, StringConstraints
+from sqlalchemy import Select, bindparam
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backoffice.errors import BadRequest
-from backoffice.output import fields_of, json_answer
 from backoffice.readonly import read_rows
 
 DEFAULT_LIMIT = 25
@@ -110,24 +109,3 @@ def _page_statement(
         statement = paged.order_by(key.desc()).limit(bindparam("limit"))
         built[(key.key, resumed)] = statement
     return statement
-
-
-def link_header(next_cursor: str | None) -> dict[str, str]:
-    """`Link: <...>; rel="next"`: the same URL and filters with the cursor advanced."""
-    if next_cursor is None:
-        return {}
-    args = request.args.to_dict()
-    args["cursor"] = next_cursor
-    return {"Link": f'<{request.base_url}?{urlencode(args)}>; rel="next"'}
-
-
-def page_response(page: Page[Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """What every list view answers: the page's body, 200, and its `Link` header."""
-    return {"data": page.data, "next_cursor": page.next_cursor}, 200, link_header(page.next_cursor)
-
-
-def rows_page_response(page: Page[Row[Any]], schema: type[BaseModel]) -> Response:
-    """`page_response` for a page of rows whose fields are `schema`'s (see `output`)."""
-    data = [fields_of(row, schema) for row in page.data]
-    body = {"data": data, "next_cursor": page.next_cursor}
-    return json_answer(body, 200, link_header(page.next_cursor))

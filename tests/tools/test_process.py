@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.items.test_properties import BIDI_CONTROLS, shows
 from tests.support import assert_problem
 
 #: What the API trims: Unicode's White_Space property (str.strip() also takes \x1c-\x1f).
@@ -123,7 +124,9 @@ def _expected(text: str) -> dict | None:
     """What the API answers for `text`, or None when it must refuse it (422)."""
     trimmed = text.strip(UNICODE_WHITE_SPACE)
     controls = any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in trimmed)
-    if not 1 <= len(trimmed) <= MAX or controls:
+    # Text people read must show something, and reorder nothing (tests/test_visible_text.py).
+    hidden = not any(shows(char) for char in trimmed) or bool(BIDI_CONTROLS & set(trimmed))
+    if not 1 <= len(trimmed) <= MAX or controls or hidden:
         return None
     return {"processed": trimmed.upper(), "length": len(trimmed), "words": len(trimmed.split())}
 

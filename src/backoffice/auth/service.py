@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -286,9 +287,23 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class NewApiKey:
+    """A key just created, as it is shown this once: with its secret, never stored."""
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    created_at: datetime
+    key: str
+
+
 def create_api_key(
     owner: Principal, name: str, scopes: Sequence[str] | None, expires_at: datetime | None
-) -> tuple[ApiKey, str]:
+) -> NewApiKey:
     """A new key and its secret, which is shown this once and never stored.
 
     The owner's row is locked while the key is added, so a deactivation running at the
@@ -319,7 +334,16 @@ def create_api_key(
     )
     db.session.add(api_key)
     db.session.commit()
-    return api_key, key
+    return NewApiKey(
+        api_key.id,
+        api_key.name,
+        api_key.prefix,
+        api_key.scopes,
+        api_key.expires_at,
+        api_key.last_used_at,
+        api_key.created_at,
+        key,
+    )
 
 
 def _lock_live_owner(owner: Principal) -> None:

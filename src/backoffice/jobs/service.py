@@ -20,7 +20,7 @@ from backoffice.database import utcnow
 from backoffice.errors import Conflict, NotFound
 from backoffice.extensions import db
 from backoffice.jobs.models import Job, JobStatus, JobType
-from backoffice.ownership import visible_to
+from backoffice.ownership import Viewer, visible_to
 from backoffice.pagination import Page, paginate
 from backoffice.transactions import commit
 
@@ -69,21 +69,19 @@ def create_job(user_id: uuid.UUID, job_type: str, job_input: dict[str, Any]) -> 
     return job
 
 
-def visible_job(job_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> Job:
-    return visible_to(Job, "job", job_id, viewer_id, viewer_is_admin)
+def visible_job(job_id: uuid.UUID, viewer: Viewer) -> Job:
+    return visible_to(Job, "job", job_id, viewer)
 
 
-def list_jobs(
-    viewer_id: uuid.UUID, viewer_is_admin: bool, limit: int, cursor: str | None
-) -> Page[Row[Any]]:
-    query = (
-        VISIBLE_COLUMNS if viewer_is_admin else VISIBLE_COLUMNS.where(JOBS.c.user_id == viewer_id)
-    )
+def list_jobs(viewer: Viewer, limit: int, cursor: str | None) -> Page[Row[Any]]:
+    query = VISIBLE_COLUMNS
+    if not viewer.is_admin:
+        query = query.where(JOBS.c.user_id == viewer.user_id)
     return paginate("jobs", query, Job.id, limit, cursor)
 
 
-def cancel_job(job_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> None:
-    job = visible_job(job_id, viewer_id, viewer_is_admin)
+def cancel_job(job_id: uuid.UUID, viewer: Viewer) -> None:
+    job = visible_job(job_id, viewer)
     cancelled = db.session.execute(
         update(Job)
         .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
@@ -95,8 +93,8 @@ def cancel_job(job_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -
         raise Conflict(f"Only a queued job can be cancelled; this one is {job.status}.")
 
 
-def job_result_csv(job_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> str:
-    job = visible_job(job_id, viewer_id, viewer_is_admin)
+def job_result_csv(job_id: uuid.UUID, viewer: Viewer) -> str:
+    job = visible_job(job_id, viewer)
     if job.status != JobStatus.SUCCEEDED or job.result_csv is None:
         if job.status == JobStatus.SUCCEEDED:
             raise NotFound("result of job", job_id)

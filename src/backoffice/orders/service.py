@@ -22,7 +22,7 @@ from backoffice.extensions import db
 from backoffice.items import service as items
 from backoffice.orders.models import Order, OrderLine, OrderStatus
 from backoffice.orders.schemas import MAX_UNITS
-from backoffice.ownership import visible_to
+from backoffice.ownership import Viewer, visible_to
 from backoffice.pagination import Page, paginate
 from backoffice.transactions import commit
 from backoffice.users import service as users
@@ -85,13 +85,12 @@ class _OwnerGone(InvalidToken):
         super().__init__("Your account was deleted while this order was placed: nothing was taken.")
 
 
-def visible_order(order_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> Order:
-    return visible_to(Order, "order", order_id, viewer_id, viewer_is_admin)
+def visible_order(order_id: uuid.UUID, viewer: Viewer) -> Order:
+    return visible_to(Order, "order", order_id, viewer)
 
 
 def list_orders(
-    viewer_id: uuid.UUID,
-    viewer_is_admin: bool,
+    viewer: Viewer,
     limit: int,
     cursor: str | None,
     status: OrderStatus | None = None,
@@ -99,8 +98,8 @@ def list_orders(
 ) -> Page[Order]:
     """A page of orders, newest first: the viewer's own, or anyone's for an admin."""
     query: Select[Any] = select(Order)
-    if not viewer_is_admin:
-        query = query.where(Order.user_id == viewer_id)
+    if not viewer.is_admin:
+        query = query.where(Order.user_id == viewer.user_id)
     if user_id is not None:
         query = query.where(Order.user_id == user_id)
     if status is not None:
@@ -113,18 +112,13 @@ def _orders_with_lines(statement: Select[Any], parameters: dict[str, Any]) -> Se
     return db.session.scalars(statement, parameters).all()
 
 
-def cancel_order(
-    order_id: uuid.UUID,
-    viewer_id: uuid.UUID,
-    viewer_is_admin: bool,
-    expected_version: int | None = None,
-) -> Order:
+def cancel_order(order_id: uuid.UUID, viewer: Viewer, expected_version: int | None = None) -> Order:
     """Cancel a pending order and put its units back, in one transaction.
 
     Only a pending order can be cancelled: a paid, fulfilled or already cancelled one is a
     conflict (cancelling twice is 409, not a silent 200).
     """
-    order = visible_order(order_id, viewer_id, viewer_is_admin)
+    order = visible_order(order_id, viewer)
     require_version("order", order_id, order.version, expected_version)
     if order.status != OrderStatus.PENDING:
         raise Conflict(f"Only a pending order can be cancelled; this one is {order.status}.")

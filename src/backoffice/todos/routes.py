@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from apiflask import APIBlueprint
 from apiflask.views import MethodView
 from flask import Response, url_for
 
@@ -24,11 +23,11 @@ from backoffice.conventions import (
 from backoffice.guards import authenticated, current_principal
 from backoffice.idempotency import idempotent
 from backoffice.openapi import PRECONDITION_RESPONSES, problem_responses
-from backoffice.pagination import page_response
+from backoffice.output import Blueprint
 from backoffice.todos import service
 from backoffice.todos.schemas import TodoIn, TodoList, TodoOut, TodoPatch, TodoQuery, TodoReplace
 
-bp = APIBlueprint("todos", __name__, tag="Todos")
+bp = Blueprint("todos", __name__, tag="Todos")
 
 
 class TodoCollection(MethodView):
@@ -42,7 +41,7 @@ class TodoCollection(MethodView):
     def get(self, query: TodoQuery) -> Any:
         """List your todos, newest first"""
         owner = current_principal().user_id
-        return page_response(service.list_todos(owner, query.limit, query.cursor, query.done))
+        return service.list_todos(owner, query.limit, query.cursor, query.done)
 
     @idempotent
     @bp.input(TodoIn, arg_name="todo")

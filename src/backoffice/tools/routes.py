@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiflask import APIBlueprint
+from apiflask.views import MethodView
 from flask import current_app
 from flask_limiter import RequestLimit
 
@@ -12,7 +12,7 @@ from backoffice import metrics
 from backoffice.extensions import limiter
 from backoffice.guards import authenticated, current_principal
 from backoffice.openapi import problem_responses
-from backoffice.pagination import page_response
+from backoffice.output import Blueprint
 from backoffice.tools import service
 from backoffice.tools.schemas import (
     ChatIn,
@@ -26,7 +26,8 @@ from backoffice.tools.schemas import (
 )
 from backoffice.tools.sse import MIMETYPE, event_stream
 
-bp = APIBlueprint("tools", __name__, tag="Tools")
+bp = Blueprint("tools", __name__, tag="Tools")
+TOOLS = [bp.auth_required(authenticated, roles=["tools"])]
 
 STREAM_EXAMPLE = (
     'data: {"delta": "Hel"}\n\ndata: {"delta": "lo!"}\n\n'
@@ -70,55 +71,72 @@ def _caller() -> str:
     return f"user:{current_principal().user_id}"
 
 
-@bp.post("/process")
-@bp.auth_required(authenticated, roles=["tools"])
-@bp.input(ProcessIn, arg_name="body")
-@bp.output(ProcessOut)
-@bp.doc(responses=problem_responses(400, 401, 403, 413, 415, 422))
-def process(body: ProcessIn) -> Any:
-    """Process text: upper-cased, with its length and word count"""
-    return {"success": True, "input": body.input, "result": service.process_text(body.input)}
+class Process(MethodView):
+    """`{prefix}/process`."""
+
+    decorators = TOOLS
+
+    @bp.input(ProcessIn, arg_name="body")
+    @bp.output(ProcessOut)
+    @bp.doc(operation_id="process", responses=problem_responses(400, 401, 403, 413, 415, 422))
+    def post(self, body: ProcessIn) -> Any:
+        """Process text: upper-cased, with its length and word count"""
+        return {"input": body.input, "result": service.process_text(body.input)}
 
 
-@bp.get("/divide")
-@bp.auth_required(authenticated, roles=["tools"])
-@bp.input(DivideQuery, location="query", arg_name="query")
-@bp.output(DivideOut)
-@bp.doc(responses=problem_responses(400, 401, 403, 422))
-def divide(query: DivideQuery) -> Any:
-    """Divide a by b (400 for a missing or non-numeric parameter, 422 for b = 0)"""
-    return {"result": service.divide(query.a, query.b)}
+class Divide(MethodView):
+    """`{prefix}/divide`."""
+
+    decorators = TOOLS
+
+    @bp.input(DivideQuery, location="query", arg_name="query")
+    @bp.output(DivideOut)
+    @bp.doc(operation_id="divide", responses=problem_responses(400, 401, 403, 422))
+    def get(self, query: DivideQuery) -> Any:
+        """Divide a by b (400 for a missing or non-numeric parameter, 422 for b = 0)"""
+        return {"result": service.divide(query.a, query.b)}
 
 
-@bp.post("/chat")
-@bp.auth_required(authenticated, roles=["tools"])
-@limiter.limit(_chat_limit, key_func=_caller, on_breach=_count_breach)
-@bp.input(ChatIn, arg_name="chat")
-@bp.output(ChatOut)
-@bp.doc(responses=CHAT_RESPONSES)
-def chat(chat: ChatIn) -> Any:
-    """Ask the model (an OpenAI-compatible server); `"stream": true` for server-sent events
+class Chat(MethodView):
+    """`{prefix}/chat`: the chat gateway."""
 
-    Limited per user (`CHAT_RATE_LIMIT`, 20 per minute by default): past it, 429 with
-    `Retry-After`. 503 when no model server is configured, 504 when it does not answer
-    within `LLM_TIMEOUT`, 502 when it fails or answers with something else than a chat
-    completion. Every call's token usage is recorded (`GET {prefix}/chat/usage`).
-    """
-    caller = current_principal().user_id
-    if chat.stream:
-        return event_stream(service.chat_stream(caller, chat.message, chat.system))
-    return service.chat(caller, chat.message, chat.system)
+    decorators = TOOLS
+
+    @limiter.limit(_chat_limit, key_func=_caller, on_breach=_count_breach)
+    @bp.input(ChatIn, arg_name="chat")
+    @bp.output(ChatOut)
+    @bp.doc(operation_id="chat", responses=CHAT_RESPONSES)
+    def post(self, chat: ChatIn) -> Any:
+        """Ask the model (an OpenAI-compatible server); `"stream": true` for server-sent events
+
+        Limited per user (`CHAT_RATE_LIMIT`, 20 per minute by default): past it, 429 with
+        `Retry-After`; and in flight at once (`CHAT_CALLS_PER_PROCESS`, 503
+        `model-server-busy`; `CHAT_CALLS_PER_USER`, 429 `too-many-chat-calls`). 503 when no
+        model server is configured, 504 when it does not answer within `LLM_TIMEOUT` or the
+        whole answer within `LLM_DEADLINE`, 502 when it fails or answers with something
+        else than a chat completion. Every call's token usage is recorded
+        (`GET {prefix}/chat/usage`).
+        """
+        caller = current_principal().user_id
+        if chat.stream:
+            return event_stream(service.chat_stream(caller, chat.message, chat.system))
+        return service.chat(caller, chat.message, chat.system)
 
 
-@bp.get("/chat/usage")
-@bp.auth_required(authenticated, roles=["tools"])
-@bp.input(ChatUsageQuery, location="query", arg_name="query")
-@bp.output(ChatUsageList)
-@bp.doc(responses=problem_responses(400, 401, 403))
-def list_chat_usage(query: ChatUsageQuery) -> Any:
-    """Chat calls and the tokens they spent, newest first: yours (everyone's for an admin)"""
-    caller = current_principal()
-    page = service.list_usage(
-        caller.user_id, caller.is_admin, query.limit, query.cursor, query.user_id
-    )
-    return page_response(page)
+class ChatUsageCollection(MethodView):
+    """`{prefix}/chat/usage`."""
+
+    decorators = TOOLS
+
+    @bp.input(ChatUsageQuery, location="query", arg_name="query")
+    @bp.output(ChatUsageList)
+    @bp.doc(operation_id="list_chat_usage", responses=problem_responses(400, 401, 403))
+    def get(self, query: ChatUsageQuery) -> Any:
+        """Chat calls and the tokens they spent, newest first: yours (everyone's for an admin)"""
+        return service.list_usage(current_principal(), query.limit, query.cursor, query.user_id)
+
+
+bp.add_url_rule("/process", view_func=Process.as_view("process"))
+bp.add_url_rule("/divide", view_func=Divide.as_view("divide"))
+bp.add_url_rule("/chat", view_func=Chat.as_view("chat"))
+bp.add_url_rule("/chat/usage", view_func=ChatUsageCollection.as_view("chat_usage"))

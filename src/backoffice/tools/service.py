@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from backoffice import transactions
 from backoffice.errors import ValidationFailed
 from backoffice.extensions import db
+from backoffice.ownership import Viewer
 from backoffice.pagination import Page, paginate
 from backoffice.tools.capacity import Place, take_place
 from backoffice.tools.llm import (
@@ -212,16 +213,12 @@ def record_usage(
 
 
 def list_usage(
-    viewer_id: uuid.UUID,
-    viewer_is_admin: bool,
-    limit: int,
-    cursor: str | None,
-    user_id: uuid.UUID | None = None,
+    viewer: Viewer, limit: int, cursor: str | None, user_id: uuid.UUID | None = None
 ) -> Page[Row[Any]]:
     """Chat calls, newest first: the viewer's own, or everyone's for an admin."""
     query = USAGE_COLUMNS
-    if not viewer_is_admin:
-        query = query.where(CHAT_USAGE.c.user_id == viewer_id)
+    if not viewer.is_admin:
+        query = query.where(CHAT_USAGE.c.user_id == viewer.user_id)
     if user_id is not None:
         query = query.where(CHAT_USAGE.c.user_id == user_id)
     return paginate("chat-usage", query, ChatUsage.id, limit, cursor)

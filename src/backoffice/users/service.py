@@ -23,6 +23,7 @@ from backoffice.errors import (
     WrongPassword,
 )
 from backoffice.extensions import db
+from backoffice.ownership import Viewer, sees
 from backoffice.pagination import Page, paginate
 from backoffice.users.models import Role, User, canonical_email
 from backoffice.users.passwords import burn_time, hash_password, needs_rehash, verify_password
@@ -112,9 +113,9 @@ def get_user(user_id: uuid.UUID) -> User:
     return user
 
 
-def visible_user(user_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> User:
+def visible_user(user_id: uuid.UUID, viewer: Viewer) -> User:
     """A user the viewer may see: themselves, or anyone for an admin (else 404, no leak)."""
-    if user_id != viewer_id and not viewer_is_admin:
+    if not sees(viewer, user_id):
         raise NotFound("user", user_id)
     return get_user(user_id)
 
@@ -130,17 +131,15 @@ def list_users(
     return paginate("users", query, User.id, limit, cursor)
 
 
-def update_user(
-    user_id: uuid.UUID, changes: dict[str, Any], viewer_id: uuid.UUID, viewer_is_admin: bool
-) -> User:
+def update_user(user_id: uuid.UUID, changes: dict[str, Any], viewer: Viewer) -> User:
     """Apply a patch. A new password or email needs `current_password` when it is your
     own (an admin changing someone else's does not); a new password or a deactivation ends
     every token (and a deactivation every API key); no change may leave the service
     without an active admin (409)."""
-    user = visible_user(user_id, viewer_id, viewer_is_admin)
-    if ADMIN_ONLY_FIELDS & changes.keys() and not viewer_is_admin:
+    user = visible_user(user_id, viewer)
+    if ADMIN_ONLY_FIELDS & changes.keys() and not viewer.is_admin:
         raise Forbidden("Only an admin changes a user's role or active flag.")
-    _require_current_password(user, changes, changes.pop("current_password", None), viewer_id)
+    _require_current_password(user, changes, changes.pop("current_password", None), viewer)
     password = changes.pop("password", None)
     removes_an_admin = _is_active_admin(user) and (
         changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("active", True) is False
@@ -169,12 +168,12 @@ def update_user(
     return user
 
 
-def delete_user(user_id: uuid.UUID, viewer_id: uuid.UUID, viewer_is_admin: bool) -> None:
+def delete_user(user_id: uuid.UUID, viewer: Viewer) -> None:
     """Delete the user; their API keys and todos go with them (ON DELETE CASCADE), and
     their tokens with their row. What other capabilities hold for them is settled in the
     same transaction by the deletion listeners (orders: pending ones are cancelled and
     their stock returned). The last active admin is not deleted (409)."""
-    user = visible_user(user_id, viewer_id, viewer_is_admin)
+    user = visible_user(user_id, viewer)
     removes_an_admin = _is_active_admin(user)
     if removes_an_admin:
         _lock_active_admins()
@@ -265,7 +264,7 @@ def _lock_for_deletion(user_id: uuid.UUID) -> None:
 
 
 def _require_current_password(
-    user: User, changes: dict[str, Any], current_password: str | None, viewer_id: uuid.UUID
+    user: User, changes: dict[str, Any], current_password: str | None, viewer: Viewer
 ) -> None:
     """`current_password` comes only with a new password or email (422 alone), and is
     needed, and checked, when the password or email is the viewer's own."""
@@ -276,7 +275,7 @@ def _require_current_password(
             f"current_password {message}.",
             errors=[{"field": "current_password", "message": message}],
         )
-    if guarded and user.id == viewer_id:
+    if guarded and user.id == viewer.user_id:
         _check_current_password(user, current_password)
 
 
