@@ -90,6 +90,9 @@ def reads_only() -> Iterator[None]:
     third of a read's cost. The HTTP layer opens it for the safe methods, which by HTTP's
     rules change nothing (`conventions.read_safe_requests_in_autocommit`); anything else
     (other methods, CLI commands, tasks) keeps full transactions unless it asks.
+
+    The session chooses when it takes a connection: enter this before its first statement
+    (or after a commit or rollback), not halfway through a transaction it already holds.
     """
     token = _READS_ONLY.set(True)
     try:
@@ -101,8 +104,8 @@ def reads_only() -> Iterator[None]:
 class RequestSession(flask_sqlalchemy.session.Session):
     """A session that reads without a transaction inside `reads_only()`, and only there.
 
-    The decision is the caller's, made explicit: this module knows nothing of requests.
-    (It once looked at the request's method itself, so any code that ran within a GET,
+    The decision is the caller's, made explicit: this module knows nothing of HTTP. (It
+    once looked at the request's method itself, so any code that ran within a GET,
     whatever it was, was silently in autocommit.)
     """
 
