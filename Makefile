@@ -18,9 +18,13 @@ dev: install migrate ## Flask's reloading development server
 
 test: install lint typecheck pytest ## Lint, type-check and run every test
 
+# The layering (README, Layout): rule 1 is Ruff's banned-api (TID251), rules 2 and 3 are
+# import-linter's contracts; both declared in pyproject.toml. lint-imports runs from here,
+# the repository's root, where it finds the contract type of our own (lint/).
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run lint-imports --no-logo --no-cache
 
 typecheck: install
 	$(UV) run mypy

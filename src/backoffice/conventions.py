@@ -9,6 +9,8 @@
   was streamed (chunked): 413 either way;
 - a header holding U+0000 (NUL), which PostgreSQL cannot store or compare, is a 400
   (query strings and bodies: every input schema refuses it, see `schemas.InputModel`);
+- a request of a safe method (GET, HEAD, OPTIONS) reads without a transaction
+  (`database.reads_only`): no BEGIN and ROLLBACK round trips for what changes nothing;
 - `<uuid:...>` path segments that are not UUIDs are a 400, not a confusing 404;
 - ETags derived from a row's version, for `If-None-Match`, and `If-Match` turned back
   into the version a service expects (`expected_version`).
@@ -20,19 +22,26 @@ import functools
 import hashlib
 import hmac
 import uuid
+from contextlib import ExitStack
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.http import quote_etag
 from werkzeug.routing import BaseConverter
 
-from backoffice.database import SAFE_METHODS
+from backoffice.database import reads_only
 from backoffice.errors import BadRequest, RequestTimeout, UnsupportedMediaType
 from backoffice.framework_internals import declared_view_spec
 from backoffice.serving import BODY_TIMED_OUT, UNREADABLE_HEADER
 from backoffice.storable import NUL
+
+#: Requests that by HTTP's rules change nothing (RFC 9110 §9.2.1).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: Where a safe request keeps its `reads_only()` until the request's teardown.
+_READS_ONLY = "_reads_only"
 
 #: What an `If-Match` naming no version of the resource becomes. Versions start at 1, so
 #: the service still answers 404 for a missing resource, then refuses the write (412).
@@ -65,6 +74,26 @@ def _declared_body_types() -> list[str]:
         return []
     declared = spec.get("content_type") or []
     return [declared] if isinstance(declared, str) else list(declared)
+
+
+def read_safe_requests_in_autocommit() -> None:
+    """A safe request's reads run in autocommit, until its teardown (`database.reads_only`).
+
+    Opened by the first of the conventions' hooks (none before it reads the database) and
+    closed at teardown, which Flask runs on every way out of a request (an error included)
+    in the thread that served it: the next request that thread serves starts without it.
+    """
+    if request.method in SAFE_METHODS:
+        stack = ExitStack()
+        stack.enter_context(reads_only())
+        setattr(g, _READS_ONLY, stack)
+
+
+def end_reads_only(_error: BaseException | None) -> None:
+    """Teardown: the request's `reads_only()` ends (when it had one)."""
+    stack: ExitStack | None = g.pop(_READS_ONLY, None)
+    if stack is not None:
+        stack.close()
 
 
 def refuse_incomplete_body() -> None:
@@ -212,6 +241,8 @@ def not_modified(etag: str) -> Response | None:
 
 def init_conventions(app: Flask) -> None:
     app.url_map.converters["uuid"] = StrictUUIDConverter
+    app.before_request(read_safe_requests_in_autocommit)
+    app.teardown_request(end_reads_only)
     app.before_request(refuse_incomplete_body)
     app.before_request(refuse_lowercase_method)
     app.before_request(refuse_nul_in_headers)

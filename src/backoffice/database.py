@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import flask_sqlalchemy.session
 import uuid_utils.compat as uuid_utils
-from flask import has_request_context, request
 from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, Uuid
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
@@ -60,10 +62,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return stored.astimezone(UTC)
 
 
-#: Requests that by HTTP's rules change nothing (RFC 9110 §9.2.1).
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
 def upsert_insert(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     """`INSERT` into `table` with the `ON CONFLICT` clauses of the database at hand
     (PostgreSQL's, or SQLite's: the two this app runs on)."""
@@ -78,13 +76,37 @@ def autocommit(engine: Engine) -> Engine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-class RequestSession(flask_sqlalchemy.session.Session):
-    """A session that reads without a transaction while serving a safe request.
+#: Whether the session, in this context, reads without a transaction: only `reads_only()`
+#: sets it. A context variable, so each thread (and each request on it) has its own.
+_READS_ONLY: ContextVar[bool] = ContextVar("backoffice_reads_only", default=False)
 
-    Under READ COMMITTED every statement sees its own snapshot anyway, so a GET loses
-    nothing by running in autocommit, and saves the BEGIN and ROLLBACK round trips that
-    were a third of a read's cost. Writes (any other method, CLI commands, tasks) keep
-    full transactions.
+
+@contextmanager
+def reads_only() -> Iterator[None]:
+    """Within it, `db.session` runs each statement in autocommit, with no transaction.
+
+    For work that only reads: under READ COMMITTED every statement sees its own snapshot
+    anyway, so it loses nothing, and saves the BEGIN and ROLLBACK round trips that were a
+    third of a read's cost. The HTTP layer opens it for the safe methods, which by HTTP's
+    rules change nothing (`conventions.read_safe_requests_in_autocommit`); anything else
+    (other methods, CLI commands, tasks) keeps full transactions unless it asks.
+
+    The session chooses when it takes a connection: enter this before its first statement
+    (or after a commit or rollback), not halfway through a transaction it already holds.
+    """
+    token = _READS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READS_ONLY.reset(token)
+
+
+class RequestSession(flask_sqlalchemy.session.Session):
+    """A session that reads without a transaction inside `reads_only()`, and only there.
+
+    The decision is the caller's, made explicit: this module knows nothing of HTTP. (It
+    once looked at the request's method itself, so any code that ran within a GET,
+    whatever it was, was silently in autocommit.)
     """
 
     def get_bind(
@@ -95,7 +117,7 @@ class RequestSession(flask_sqlalchemy.session.Session):
         **kwargs: Any,
     ) -> Any:
         engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
-        if isinstance(engine, Engine) and has_request_context() and request.method in SAFE_METHODS:
+        if isinstance(engine, Engine) and _READS_ONLY.get():
             return autocommit(engine)
         return engine
 
