@@ -16,8 +16,7 @@ from bench.load import Endpoint
 def process_key(member: User) -> str:
     """A key of `member`'s with only the `tools` scope (call inside an app context)."""
     owner = Principal(member.id, member.role, scopes_for(member.role), "jwt")
-    key = auth.create_api_key(owner, "bench /process", ["tools"], None).key
-    return key
+    return auth.create_api_key(owner, "bench /process", ["tools"], None).key
 
 
 def process_endpoint(api_key: str) -> Endpoint:
