@@ -11,9 +11,10 @@ from apiflask import APIFlask
 from sqlalchemy import event
 
 from backoffice import housekeeping, metrics, work
+from backoffice.app import Backoffice
 from backoffice.auth import routes as auth
 from backoffice.auth.service import init_tokens
-from backoffice.browsers import Backoffice, init_browsers
+from backoffice.browsers import init_browsers
 from backoffice.cli import register_commands
 from backoffice.config import load_settings
 from backoffice.conventions import init_conventions
