@@ -12,6 +12,7 @@ from sqlalchemy import event
 
 from backoffice import housekeeping, metrics, work
 from backoffice.app import Backoffice
+from backoffice.auth import revocations
 from backoffice.auth import routes as auth
 from backoffice.auth.service import init_tokens
 from backoffice.browsers import init_browsers
@@ -25,6 +26,7 @@ from backoffice.extensions import db, jwt, limiter, migrate
 from backoffice.framework_internals import skip_app_wide_rate_limit_check
 from backoffice.health import routes as health
 from backoffice.health.service import VERSION
+from backoffice.idempotency import service as idempotency_service
 from backoffice.items import routes as items
 from backoffice.items import service as items_service
 from backoffice.jobs import routes as jobs
@@ -132,7 +134,8 @@ def _register_blueprints(app: APIFlask) -> None:
 def _wire_registries(app: APIFlask) -> None:
     """What each kind of background work does, in one table the web process and the
     worker share: a job type without a runner fails here, an event type without a
-    handler ends `ignored`. Who holds items (open orders), asked before a delete; who
+    handler ends `ignored`. What retention removes, and when: a work queue without a
+    retention fails here. Who holds items (open orders), asked before a delete; who
     must hear of a user's deletion (orders cancel the pending ones). And what `/metrics`
     reads from the database at scrape time."""
     jobs_service.init_runners(
@@ -143,6 +146,16 @@ def _wire_registries(app: APIFlask) -> None:
         },
     )
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})
+    housekeeping.init_retention(
+        app,
+        [
+            idempotency_service.RETENTION,
+            revocations.RETENTION,
+            jobs_service.RETENTION,
+            webhooks_service.RETENTION,
+            webhooks_service.FAILED_RETENTION,
+        ],
+    )
     items_service.init_holders(app, [orders_service.open_orders_holding])
     users_service.init_deletion_listeners(app, [orders_service.cancel_orders_of])
     metrics.add_reader(app, "work_queues", work.queue_metrics)
