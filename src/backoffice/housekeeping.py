@@ -1,8 +1,8 @@
 """Retention: what has expired is deleted, in bounded batches, by one pruner at a time.
 
 Each capability declares what it keeps and for how long, a `Retention` beside its
-service (idempotency records, revoked tokens, finished jobs, handled and failed webhook
-events), and `create_app()` registers them (`init_retention`): the tables pruned, in the
+service (e.g. `jobs.service.RETENTION`: finished jobs, `JOB_RETENTION_DAYS` after they
+finished), and `create_app()` registers them (`init_retention`): the tables pruned, in the
 order a run visits them, are the tables registered. A work queue (`backoffice.work`)
 whose table has no retention fails there, at start-up: its finished rows would pile up
 unseen. A retention of 0 days keeps those rows forever; waiting or running work is never
