@@ -216,7 +216,7 @@ def plans(env: Mapping[str, str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     now = utcnow()
     with app.app_context(), db.engine.connect() as connection:
-        for number, rule in enumerate(housekeeping.rules(app.config)):
+        for number, rule in enumerate(housekeeping.rules(app)):
             label = f"{number}. {rule.name}: {_sql(rule.where(now))}"
             size = app.config["PRUNE_BATCH_SIZE"]
             statement = housekeeping.batch_statement(rule, now, size, "postgresql")

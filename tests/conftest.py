@@ -33,11 +33,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from backoffice import create_app
-from backoffice.config import TestingConfig, normalize_database_url
+from backoffice.config import normalize_database_url
 from backoffice.extensions import db, limiter
 from backoffice.users import service as users
 from backoffice.users.models import Role
-from tests.support import PASSWORD, TEST_SECRET_KEY, Account, eventually, login
+from tests.support import PASSWORD, TEST_SECRET_KEY, Account, eventually, login, settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
@@ -52,11 +52,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if WORKER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.worker)
-
-
-def settings(**overrides: str) -> dict[str, Any]:
-    """TestingConfig as the environment would produce it, plus `overrides`."""
-    return TestingConfig.from_env({"SECRET_KEY": TEST_SECRET_KEY, **overrides})
 
 
 @pytest.fixture(scope="session", autouse=True)

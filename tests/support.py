@@ -1,4 +1,5 @@
-"""What more than one test module needs: accounts, problem bodies, jobs, and waiting.
+"""What more than one test module needs: settings, accounts, problem bodies, jobs, and
+waiting.
 
 Test modules import from here (and from the factories), never from one another.
 """
@@ -23,6 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from backoffice.config import TestingConfig
 from backoffice.extensions import db
 from backoffice.webhooks.signatures import sign
 from bench.servers import free_port as free_port  # one copy, shared with the bench
@@ -38,6 +40,17 @@ PASSWORD = "correct horse battery staple"
 PROBLEM = "application/problem+json"
 #: The states a job does not leave.
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
+#: Where a test may keep its counters: the database (the default), the process, or Redis.
+STORES = ["database", "memory", *(["redis"] if os.environ.get("TEST_REDIS_URL") else [])]
+#: The key the chat gateway sends upstream: it must show up there and nowhere else.
+LLM_KEY = "sk-test-4f9c2a7e1b-never-shown-to-anyone"
+#: The model the chat gateway of the tools' tests asks for.
+MODEL = "fake-model-1"
+
+
+def settings(**overrides: str) -> dict[str, Any]:
+    """TestingConfig as the environment would produce it, plus `overrides`."""
+    return TestingConfig.from_env({"SECRET_KEY": TEST_SECRET_KEY, **overrides})
 
 
 # --- waiting ----------------------------------------------------------------

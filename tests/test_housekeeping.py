@@ -7,23 +7,40 @@ and a second after it.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from apiflask import APIFlask
-from sqlalchemy import create_engine, event, func, insert, select, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    Table,
+    Uuid,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 
 from backoffice import housekeeping, work
 from backoffice.auth.models import RevokedToken
 from backoffice.database import new_id, utcnow
 from backoffice.extensions import db
+from backoffice.housekeeping import Retention
 from backoffice.idempotency.models import IdempotencyRecord
 from backoffice.idempotency.service import ABANDONED_AFTER
+from backoffice.jobs import service as jobs
 from backoffice.jobs.models import Job
+from backoffice.todos.models import Todo
 from backoffice.webhooks.models import WebhookEvent
 from tests.auth.racing import all_at_once
 from tests.support import assert_problem, count_rows, eventually
@@ -261,6 +278,65 @@ def test_a_retention_of_zero_days_keeps_forever(make_app, database_url, member):
     assert ages["webhook_events"] is None
 
 
+# --- what is registered ------------------------------------------------------------
+
+
+def test_a_newly_registered_retention_is_pruned_counted_and_watched(make_app, database_url, member):
+    """A capability declares what it keeps and for how long and registers it: the pruner,
+    `flask prune --dry-run` and the overdue ages take its table, with no list to edit."""
+    todos: Table = Todo.__table__  # type: ignore[assignment]
+    finished_todos = Retention(
+        todos, todos.c.id, todos.c.updated_at, 7 * DAY, where=lambda _: todos.c.done.is_(True)
+    )
+    app = make_app(DATABASE_URL=database_url)
+    housekeeping.init_retention(app, [*housekeeping.retentions(app), finished_todos])
+    assert housekeeping.tables(app) == (*MODELS, "todos")
+
+    def todo(done: bool, updated_at: datetime) -> Todo:
+        return Todo(user_id=member.id, task="Ship it", done=done, updated_at=updated_at)
+
+    ids = add(
+        app,
+        {
+            "done, due a second ago": todo(True, NOW - 7 * DAY - SECOND),
+            "done, due in a second": todo(True, NOW - 7 * DAY + SECOND),
+            "open, a year old": todo(False, NOW - 365 * DAY),
+        },
+    )
+    with app.app_context():
+        assert housekeeping.count_expired(NOW)["todos"] == 1
+        assert housekeeping.overdue_ages(NOW)["todos"] == 1.0
+    assert prune(app)["todos"] == 1
+    assert survivors(app, Todo, ids) == {"done, due in a second", "open, a year old"}
+
+
+def test_a_work_queue_without_a_retention_fails_at_start_up(make_app):
+    """Its finished rows would pile up unseen: `create_app()` stops instead, as it does for
+    a job type without a runner. So does a retention naming a setting that is not one."""
+    app = make_app(DATABASE_URL="sqlite://")
+    declared = housekeeping.retentions(app)
+    gadgets = Table(
+        "gadgets",
+        MetaData(),
+        Column("id", Uuid, primary_key=True),
+        Column("finished_at", DateTime(timezone=True)),
+    )
+    queue = replace(jobs.QUEUE, name="gadgets", table=gadgets)
+    work.register(app, queue, lambda attempt: work.Outcome("succeeded"))
+    refused = re.escape("no retention for the work queues' tables ['gadgets']")
+    with pytest.raises(RuntimeError, match=refused):
+        housekeeping.init_retention(app, declared)
+
+    kept = Retention(gadgets, gadgets.c.id, gadgets.c.finished_at, "GADGET_RETENTION_DAYS")
+    with pytest.raises(RuntimeError, match="no setting GADGET_RETENTION_DAYS"):
+        housekeeping.init_retention(app, [*declared, kept])
+    assert housekeeping.retentions(app) == declared
+
+    app.config["GADGET_RETENTION_DAYS"] = 30
+    housekeeping.init_retention(app, [*declared, kept])
+    assert housekeeping.tables(app) == (*MODELS, "gadgets")
+
+
 # --- what a client sees -------------------------------------------------------------
 
 
@@ -397,7 +473,7 @@ def fill_every_table(app: APIFlask, owner: uuid.UUID, count: int) -> dict[str, i
         db.session.add_all([job(owner, "succeeded", old) for _ in range(count)])
         db.session.add_all([webhook_event("processed", old) for _ in range(count)])
         db.session.commit()
-    return dict.fromkeys(housekeeping.TABLES, count)
+    return dict.fromkeys(housekeeping.tables(app), count)
 
 
 def test_two_pruners_at_once_delete_each_row_once(make_app, app, database_url, member, in_db):
@@ -515,7 +591,7 @@ def test_overdue_ages_name_how_long_the_most_overdue_row_has_been_due(app, membe
     }
     prune(app)
     with app.app_context():
-        assert housekeeping.overdue_ages(NOW) == dict.fromkeys(housekeeping.TABLES)
+        assert housekeeping.overdue_ages(NOW) == dict.fromkeys(housekeeping.tables(app))
 
 
 def test_workers_prune_on_their_schedule(app, start_worker, in_db):

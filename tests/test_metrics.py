@@ -37,12 +37,12 @@ from backoffice.jobs.models import Job
 from backoffice.users import service as users
 from backoffice.users.models import Role
 from bench.fake_llm import serving
-from tests.conftest import settings
 from tests.support import (
     PASSWORD,
     TEST_SECRET_KEY,
     assert_problem,
     eventually,
+    settings,
     start_job,
     wait_for_job,
 )

@@ -10,15 +10,18 @@ import importlib
 import json
 import subprocess
 import sys
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from apiflask import APIBlueprint, APIFlask
 from openapi_spec_validator import validate
 
+from backoffice.schemas import VERSIONED_MARK, VersionedOutput
 from tests.support import Account, login
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -116,6 +119,78 @@ def test_response_headers_are_documented_where_they_are_sent(spec):
     assert "Retry-After" in response_headers(paths["/api/auth/token"]["post"], "429")
     assert "Retry-After" in response_headers(paths["/api/items"]["get"], "503")
     assert "ETag" not in response_headers(paths["/api/users/me"]["get"], "200")
+
+
+# --- ETags: where the declaration says -----------------------------------------------------
+
+
+def answered(operation: dict[str, Any], status: str) -> str | None:
+    """The model a response's JSON body is, by its component's name (None: no such body)."""
+    content = operation["responses"][status].get("content", {})
+    reference = content.get("application/json", {}).get("schema", {}).get("$ref")
+    return reference.rpartition("/")[2] if reference else None
+
+
+def versioned_models() -> set[str]:
+    """The service's models declared `VersionedOutput` (not the ones tests declare)."""
+    found: set[str] = set()
+    pending = list(VersionedOutput.__subclasses__())
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        if model.__module__.startswith("backoffice."):
+            found.add(model.__name__)
+    return found
+
+
+def test_what_views_comparing_etags_answer_is_declared_versioned(spec):
+    """An ETag is sent to be compared: a view that honours `If-None-Match` documents 304 and
+    one that honours `If-Match` documents 412. What such a view answers must be declared
+    `VersionedOutput` (else the document would not show its `ETag`), and every model declared
+    so is answered by such a view (else it is marked for nothing)."""
+    compared = {
+        answered(operation, status)
+        for _, _, operation in operations(spec)
+        if {"304", "412"} & set(operation["responses"])
+        for status in operation["responses"]
+        if status.startswith("2")
+    } - {None}
+    assert compared == versioned_models()
+    assert {"ItemOut", "OrderOut", "TodoOut"} <= compared  # not vacuous
+
+
+def test_etag_is_documented_on_every_answer_of_a_versioned_model_and_only_there(spec):
+    versioned = versioned_models()
+    for path, method, operation in operations(spec):
+        for status in operation["responses"]:
+            if status.startswith("2"):
+                documented = "ETag" in response_headers(operation, status)
+                assert documented == (answered(operation, status) in versioned), (path, method)
+    assert VERSIONED_MARK not in json.dumps(spec)
+
+
+class GadgetOut(VersionedOutput):
+    """A resource of this test's own, declared versioned as ItemOut is."""
+
+    id: uuid.UUID
+
+
+def test_a_model_newly_declared_versioned_has_its_etag_documented(
+    make_app: Callable[..., APIFlask], database_url: str
+):
+    gadgets = APIBlueprint("gadgets", __name__)
+
+    @gadgets.get("/gadgets/<uuid:gadget_id>")
+    @gadgets.output(GadgetOut)
+    def get_gadget(gadget_id: uuid.UUID) -> Any:
+        """Get one gadget"""
+        return {"id": gadget_id}
+
+    app = make_app(DATABASE_URL=database_url)
+    app.register_blueprint(gadgets, url_prefix="/api")
+    spec = app.test_client().get("/openapi.json").json
+    assert "ETag" in response_headers(spec["paths"]["/api/gadgets/{gadget_id}"]["get"], "200")
+    assert VERSIONED_MARK not in spec["components"]["schemas"]["GadgetOut"]
 
 
 # --- a client generated from the document works -----------------------------------------

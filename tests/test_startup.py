@@ -19,6 +19,8 @@ BAD_SETTINGS = {
     "DATABASE_URL": {"DATABASE_URL": "not a database"},
     "ADMIN_PASSWORD": {"ADMIN_EMAIL": "admin@example.com"},
     "MAX_CONTENT_LENGTH": {"MAX_CONTENT_LENGTH": "lots"},
+    # Checked as its queue is registered (`work.register`), late in `create_app()`.
+    "JOB_LEASE_SECONDS": {"JOB_LEASE_SECONDS": "0"},
     # No longer read (revoked tokens live in the database): said, not silently ignored.
     "REDIS_URL": {"REDIS_URL": "redis://127.0.0.1:6379/0"},
 }

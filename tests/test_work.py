@@ -13,7 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from apiflask import APIFlask
 from sqlalchemy import update
 
 from backoffice import work
+from backoffice.config import ConfigError
 from backoffice.database import utcnow
 from backoffice.extensions import db
 from backoffice.jobs import service as jobs
@@ -327,3 +328,39 @@ def test_messages_a_killed_worker_took_and_never_started_run_elsewhere_within_th
         assert row["status"] == SUCCEEDED[queue.name]
         assert row["attempts"] == 1  # one claim: the doomed worker never made one
     assert [runs(traces[name]) for name in "abc"] == [["start", "end"]] * 3
+
+
+# --- registering a queue ------------------------------------------------------------------
+
+
+def test_every_registered_queue_with_a_lease_of_zero_stops_the_start(make_app):
+    """Each queue's lease setting is checked as the queue is registered (no list of the
+    settings is kept elsewhere): a refused one stops `create_app()`, naming it."""
+    registered = work.registered(make_app(DATABASE_URL="sqlite://"))
+    settings = {entry.queue.lease_setting for entry in registered.values()}
+    assert {"JOB_LEASE_SECONDS", "WEBHOOK_LEASE_SECONDS"} <= settings  # not vacuous
+    for setting in settings:
+        with pytest.raises(ConfigError, match=rf"^{setting} must be a positive number"):
+            make_app(DATABASE_URL="sqlite://", **{setting: "0"})
+
+
+def test_a_new_queue_is_registered_only_with_a_lease_setting_that_holds_a_lease(make_app):
+    app = make_app(DATABASE_URL="sqlite://")
+    gadgets = replace(jobs.QUEUE, name="gadgets", lease_setting="GADGET_LEASE_SECONDS")
+
+    def perform(attempt: work.Attempt) -> work.Outcome:
+        return work.Outcome("succeeded")
+
+    with pytest.raises(RuntimeError, match=r"'gadgets'.*GADGET_LEASE_SECONDS is not a setting"):
+        work.register(app, gadgets, perform)
+    for refused in (0, -1, "60", None, True):
+        app.config["GADGET_LEASE_SECONDS"] = refused
+        with pytest.raises(ConfigError, match=r"^GADGET_LEASE_SECONDS must be a positive"):
+            work.register(app, gadgets, perform)
+    assert "gadgets" not in work.registered(app)
+
+    app.config["GADGET_LEASE_SECONDS"] = 45
+    work.register(app, gadgets, perform)
+    assert work.registered(app)["gadgets"] == work.Registered(gadgets, perform)
+    with app.app_context():
+        assert gadgets.lease() == timedelta(seconds=45)

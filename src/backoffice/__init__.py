@@ -12,10 +12,12 @@ from apiflask import APIFlask
 from sqlalchemy import event
 
 from backoffice import housekeeping, metrics, work
+from backoffice.app import Backoffice
 from backoffice.auth import cli as auth_cli
+from backoffice.auth import revocations
 from backoffice.auth import routes as auth
 from backoffice.auth import service as auth_service
-from backoffice.browsers import Backoffice, init_browsers
+from backoffice.browsers import init_browsers
 from backoffice.cli import register_commands
 from backoffice.config import load_settings
 from backoffice.conventions import init_conventions
@@ -27,6 +29,7 @@ from backoffice.framework_internals import skip_app_wide_rate_limit_check
 from backoffice.guards import Verifiers, init_guards
 from backoffice.health import routes as health
 from backoffice.health.service import VERSION
+from backoffice.idempotency import service as idempotency_service
 from backoffice.items import cli as items_cli
 from backoffice.items import routes as items
 from backoffice.items import service as items_service
@@ -136,7 +139,8 @@ def _register_blueprints(app: APIFlask) -> None:
 def _wire_registries(app: APIFlask) -> None:
     """What each kind of background work does, in one table the web process and the
     worker share: a job type without a runner fails here, an event type without a
-    handler ends `ignored`. Who holds items (open orders), asked before a delete; how
+    handler ends `ignored`. What retention removes, and when: a work queue without a
+    retention fails here. Who holds items (open orders), asked before a delete; how
     credentials are verified; who must hear of changes to a user (orders cancel a
     deleted user's pending ones, auth ends a deactivated user's keys and forgets what it
     cached of a changed one). And what `/metrics` reads from the database at scrape time."""
@@ -148,6 +152,16 @@ def _wire_registries(app: APIFlask) -> None:
         },
     )
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})
+    housekeeping.init_retention(
+        app,
+        [
+            idempotency_service.RETENTION,
+            revocations.RETENTION,
+            jobs_service.RETENTION,
+            webhooks_service.RETENTION,
+            webhooks_service.FAILED_RETENTION,
+        ],
+    )
     items_service.init_holders(app, [orders_service.open_orders_holding])
     # Auth depends on users, never the reverse: users announce, auth (and orders) listen.
     init_guards(

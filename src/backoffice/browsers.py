@@ -1,8 +1,9 @@
 """What browsers are told: CORS for the allowed origins, security headers on every answer.
 
-- `OPTIONS` answers 204 with `Allow` and no body. A CORS preflight from an origin in
-  `CORS_ORIGINS` gets the `Access-Control-*` grants as well (Flask-CORS); one from any
-  other origin gets none, so the browser refuses the call.
+- A CORS preflight (an `OPTIONS`, which the app class answers 204 with `Allow` and no
+  body: `app.Backoffice`) from an origin in `CORS_ORIGINS` gets the `Access-Control-*`
+  grants as well (Flask-CORS); one from any other origin gets none, so the browser
+  refuses the call.
 - Every answer, errors and 404s included, carries `X-Content-Type-Options: nosniff`,
   `Referrer-Policy: no-referrer` and a Content-Security-Policy: nothing may load for a
   JSON answer, while the docs page may load its own (offline) assets and run the inline
@@ -19,13 +20,9 @@ import base64
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Any
 
-from apiflask import APIFlask
 from flask import Flask, Response, request
 from flask_cors import CORS
-
-from backoffice.conventions import no_content
 
 #: What a browser app may send besides the CORS-safelisted headers.
 ALLOWED_HEADERS = [
@@ -51,31 +48,6 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'"
 #: The docs pages (Swagger UI, served by the app itself; see `openapi.init_openapi`).
 DOCS_ENDPOINTS = frozenset({"openapi.docs", "openapi.swagger_ui_oauth_redirect"})
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
-
-
-class Backoffice(APIFlask):
-    """The app class: APIFlask with a bodiless answer to `OPTIONS`, and hooks checked
-    for `async def` once each rather than on every request."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._synchronous: dict[Callable[..., Any], Callable[..., Any]] = {}
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Flask asks this of every view and hook of every request (a dozen `inspect`
-        calls per request, none of which can change its answer): keep the answer."""
-        found = self._synchronous.get(func)
-        if found is None:
-            found = self._synchronous[func] = super().ensure_sync(func)
-        return found
-
-    def make_default_options_response(self) -> Response:
-        """204 with `Allow` (Flask's default is a 200 with an empty text/html body)."""
-        response = super().make_default_options_response()
-        allow = response.allow
-        response = no_content()
-        response.allow.update(allow)
-        return response
 
 
 def docs_csp(html: str) -> str:

@@ -1,19 +1,12 @@
 """Retention: what has expired is deleted, in bounded batches, by one pruner at a time.
 
-Every rule retention follows is in `rules()`, in one place, so an operator reads here
-what the service keeps and for how long:
-
-- idempotency records past `expires_at`: only answered ones, or claims left in flight
-  by a request that died (older than the idempotency layer's `ABANDONED_AFTER`); a live
-  request's claim is never taken from under it;
-- revoked tokens past the token's own expiry;
-- finished jobs (succeeded, failed, cancelled) and their results, `JOB_RETENTION_DAYS`
-  after they finished;
-- processed and ignored webhook events `WEBHOOK_RETENTION_DAYS` after they finished,
-  failed ones after `WEBHOOK_FAILED_RETENTION_DAYS` (a replay makes one wait again, so
-  it is no longer due). Waiting or running work is never due.
-
-A retention of 0 days keeps those rows forever.
+Each capability declares what it keeps and for how long, a `Retention` beside its
+service (e.g. `jobs.service.RETENTION`: finished jobs, `JOB_RETENTION_DAYS` after they
+finished), and `create_app()` registers them (`init_retention`): the tables pruned, in the
+order a run visits them, are the tables registered. A work queue (`backoffice.work`)
+whose table has no retention fails there, at start-up: its finished rows would pile up
+unseen. A retention of 0 days keeps those rows forever; waiting or running work is never
+due.
 
 **Bounded batches.** Each batch deletes at most `PRUNE_BATCH_SIZE` rows, picked by a
 `SELECT ... LIMIT n` on an index of what is due, in one statement and its own short
@@ -36,13 +29,13 @@ SQLite has no such lock and needs none: it is one machine, and its writers are s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import (
     ColumnElement,
     Delete,
@@ -52,26 +45,17 @@ from sqlalchemy import (
     any_,
     delete,
     func,
-    or_,
     select,
     true,
 )
 from sqlalchemy.engine import Engine
 
-from backoffice import metrics
-from backoffice.auth.models import RevokedToken
+from backoffice import metrics, work
 from backoffice.database import autocommit, utcnow
 from backoffice.extensions import db
-from backoffice.idempotency.models import IdempotencyRecord
-from backoffice.idempotency.service import ABANDONED_AFTER
-from backoffice.jobs.models import Job, JobStatus
-from backoffice.webhooks.models import EventStatus, WebhookEvent
 
 #: The advisory lock's key on PostgreSQL: any constant no other code uses for a lock.
 LOCK_KEY = 7_340_013
-
-#: Every table retention prunes, in the order a run visits them.
-TABLES = ("idempotency_records", "revoked_tokens", "jobs", "webhook_events")
 
 
 def _always(_: datetime) -> ColumnElement[bool]:
@@ -99,18 +83,44 @@ class Rule:
         return and_(self.due < now - self.keep, self.where(now))
 
 
-RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
-REVOKED: Table = RevokedToken.__table__  # type: ignore[assignment]
-JOBS: Table = Job.__table__  # type: ignore[assignment]
-EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
+@dataclass(frozen=True)
+class Retention:
+    """What a capability keeps and for how long: rows of `table` go once `keep` has
+    passed since `due`, among those `where` picks (and, if `statuses` are named, only in
+    one of them). Declared beside the capability's service, registered in `create_app()`.
+    """
+
+    table: Table
+    #: The primary key the batches select and delete by.
+    key: ColumnElement[Any]
+    #: When the row's retention starts (its expiry, or when the work finished).
+    due: ColumnElement[datetime]
+    #: How long after `due`: a fixed time, or the setting holding a number of days (0:
+    #: forever).
+    keep: timedelta | str = timedelta(0)
+    #: Which rows the retention is about, given the time of the run.
+    where: Callable[[datetime], ColumnElement[bool]] = _always
+    #: Only rows in one of these states (`table.c.status`), one rule each, so that each
+    #: batch (and each oldest-row lookup) is one range of a `(status, due)` index.
+    statuses: tuple[str, ...] = ()
+
+    def rules(self, config: Mapping[str, Any]) -> list[Rule]:
+        """This retention as `config` sets it: no rule at all for a retention of 0 days."""
+        keep = self.keep if isinstance(self.keep, timedelta) else _days(config, self.keep)
+        if keep is None:
+            return []
+        if not self.statuses:
+            return [Rule(self.table, self.key, self.due, keep, self.where)]
+        return [
+            Rule(self.table, self.key, self.due, keep, _in_status(self.table, status, self.where))
+            for status in self.statuses
+        ]
 
 
-def _answered_or_abandoned(now: datetime) -> ColumnElement[bool]:
-    return or_(RECORDS.c.status_code.is_not(None), RECORDS.c.created_at < now - ABANDONED_AFTER)
-
-
-def _status(column: ColumnElement[str], status: str) -> Callable[[datetime], ColumnElement[bool]]:
-    return lambda _: column == status
+def _in_status(
+    table: Table, status: str, where: Callable[[datetime], ColumnElement[bool]]
+) -> Callable[[datetime], ColumnElement[bool]]:
+    return lambda now: and_(where(now), table.c.status == status)
 
 
 def _days(config: Mapping[str, Any], setting: str) -> timedelta | None:
@@ -118,29 +128,35 @@ def _days(config: Mapping[str, Any], setting: str) -> timedelta | None:
     return timedelta(days=days) if days else None
 
 
-def rules(config: Mapping[str, Any]) -> list[Rule]:
-    """What retention removes under `config`; a retention of 0 days adds no rule.
+def init_retention(app: Flask, declared: Iterable[Retention]) -> None:
+    """Register what retention removes (from `create_app()`, once the work queues are
+    registered). A queue whose table no retention prunes, or a retention whose setting is
+    not a setting, fails here rather than leave rows that grow forever."""
+    declared = tuple(declared)
+    for retention in declared:
+        if isinstance(retention.keep, str) and retention.keep not in app.config:
+            raise RuntimeError(f"retention of {retention.table.name}: no setting {retention.keep}")
+    pruned = {retention.table.name for retention in declared}
+    queues = {entry.queue.table.name for entry in work.registered(app).values()}
+    if queues - pruned:
+        raise RuntimeError(f"no retention for the work queues' tables {sorted(queues - pruned)}")
+    app.extensions["retention"] = declared
 
-    One rule per status, so that each batch (and each oldest-row lookup) is a range scan
-    of one `(status, finished_at)` index range.
-    """
-    found = [
-        Rule(RECORDS, RECORDS.c.id, RECORDS.c.expires_at, timedelta(0), _answered_or_abandoned),
-        Rule(REVOKED, REVOKED.c.jti, REVOKED.c.expires_at, timedelta(0)),
-    ]
-    finished = (
-        (JOBS, "JOB_RETENTION_DAYS", (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)),
-        (EVENTS, "WEBHOOK_RETENTION_DAYS", (EventStatus.PROCESSED, EventStatus.IGNORED)),
-        (EVENTS, "WEBHOOK_FAILED_RETENTION_DAYS", (EventStatus.FAILED,)),
-    )
-    for table, setting, statuses in finished:
-        keep = _days(config, setting)
-        if keep is not None:
-            found += [
-                Rule(table, table.c.id, table.c.finished_at, keep, _status(table.c.status, status))
-                for status in statuses
-            ]
+
+def retentions(app: Flask) -> tuple[Retention, ...]:
+    """What `init_retention` registered, in order."""
+    found: tuple[Retention, ...] = app.extensions["retention"]
     return found
+
+
+def tables(app: Flask) -> tuple[str, ...]:
+    """Every table retention prunes, in the order a run visits them (registered order)."""
+    return tuple(dict.fromkeys(retention.table.name for retention in retentions(app)))
+
+
+def rules(app: Flask) -> list[Rule]:
+    """What retention removes under `app`'s configuration; a retention of 0 days adds no rule."""
+    return [rule for retention in retentions(app) for rule in retention.rules(app.config)]
 
 
 def batch_statement(rule: Rule, now: datetime, size: int, dialect: str) -> Delete:
@@ -180,8 +196,8 @@ def delete_expired(now: datetime | None = None, *, batch_size: int | None = None
     """
     now = now or utcnow()
     size = batch_size or current_app.config["PRUNE_BATCH_SIZE"]
-    deleted: Counter[str] = Counter(dict.fromkeys(TABLES, 0))
-    for rule in rules(current_app.config):
+    deleted: Counter[str] = Counter(dict.fromkeys(tables(current_app), 0))
+    for rule in rules(current_app):
         while True:
             count = delete_batch(db.engine, rule, now, size)
             deleted[rule.name] += count
@@ -204,9 +220,9 @@ def prune(now: datetime | None = None, *, batch_size: int | None = None) -> dict
 def count_expired(now: datetime | None = None) -> dict[str, int]:
     """How many rows a prune at `now` would delete, per table (`flask prune --dry-run`)."""
     now = now or utcnow()
-    due: Counter[str] = Counter(dict.fromkeys(TABLES, 0))
+    due: Counter[str] = Counter(dict.fromkeys(tables(current_app), 0))
     with db.engine.connect() as connection:
-        for rule in rules(current_app.config):
+        for rule in rules(current_app):
             query = select(func.count()).select_from(rule.table).where(rule.expired(now))
             due[rule.name] += connection.scalar(query) or 0
     return dict(due)
@@ -221,9 +237,9 @@ def overdue_ages(now: datetime | None = None) -> dict[str, float | None]:
     cheap enough for every metrics scrape.
     """
     now = now or utcnow()
-    ages: dict[str, float | None] = dict.fromkeys(TABLES)
+    ages: dict[str, float | None] = dict.fromkeys(tables(current_app))
     with db.engine.connect() as connection:
-        for rule in rules(current_app.config):
+        for rule in rules(current_app):
             oldest = connection.scalar(oldest_statement(rule, now))
             if oldest is None:
                 continue

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, request
 from backoffice.errors import PROBLEM_MIMETYPE
 from backoffice.idempotency import KEY_PATTERN
 from backoffice.principal import SCOPE_DESCRIPTIONS
-from backoffice.schemas import OutputModel
+from backoffice.schemas import VERSIONED_MARK, OutputModel
 
 #: Swagger UI's scripts and styles, shipped inside the flask-swagger-ui wheel.
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -319,11 +319,20 @@ IF_NONE_MATCH = {
     "description": "The ETag you hold: 304 with no body while it is current.",
     "schema": {"type": "string"},
 }
-#: Models served with the `ETag` of the version they show.
-VERSIONED = {"ItemOut", "OrderOut", "TodoOut"}
 
 
-def _headers(spec: dict[str, Any], views: dict[tuple[str, str], Callable[..., Any]]) -> None:
+def _versioned(spec: dict[str, Any]) -> set[str]:
+    """The components of models served with the `ETag` of the version they show: those
+    declared `schemas.VersionedOutput`, whose mark is taken out of the document here."""
+    schemas: dict[str, Any] = spec.get("components", {}).get("schemas", {})
+    return {name for name, schema in schemas.items() if schema.pop(VERSIONED_MARK, False)}
+
+
+def _headers(
+    spec: dict[str, Any],
+    views: dict[tuple[str, str], Callable[..., Any]],
+    versioned: set[str],
+) -> None:
     """The headers a client sends and reads, which no schema of a body shows:
 
     - `Idempotency-Key` on creating operations; `If-Match` where a write can answer 412,
@@ -355,7 +364,7 @@ def _headers(spec: dict[str, Any], views: dict[tuple[str, str], Callable[..., An
                 if not status.startswith("2"):
                     continue
                 schema = response.get("content", {}).get("application/json", {}).get("schema", {})
-                if str(schema.get("$ref", "")).rpartition("/")[2] in VERSIONED:
+                if str(schema.get("$ref", "")).rpartition("/")[2] in versioned:
                     headers["ETag"] = _header("This version's ETag, for If-Match/If-None-Match")
                 if status in {"201", "202"}:
                     headers["Location"] = _header("Where the new resource (or job) is")
@@ -384,7 +393,7 @@ def _spec_processor(app: APIFlask) -> Callable[[dict[str, Any] | str], dict[str,
             _password_flow(spec, prefix)
             views = _views(app)
             _operation_ids(spec, views)
-            _headers(spec, views)
+            _headers(spec, views, _versioned(spec))
             _unqualified(spec)
             _unique_tags(spec)
             _security_descriptions(spec, prefix)

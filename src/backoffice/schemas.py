@@ -220,6 +220,20 @@ class OutputModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+#: What `VersionedOutput` leaves in its models' JSON schemas: the OpenAPI document reads it
+#: (an `ETag` header wherever one of them is answered) and removes it (`openapi._versioned`).
+VERSIONED_MARK = "x-versioned"
+
+
+class VersionedOutput(OutputModel):
+    """A resource served with the `ETag` of the version it shows (`conventions.etag_for`),
+    which `If-None-Match` (304) and `If-Match` (412) compare. Declaring it here is what makes
+    the document show the `ETag` header wherever the model is answered; a view that answers
+    an ETag with a model not declared so is caught by `tests/test_openapi_document.py`."""
+
+    model_config = ConfigDict(json_schema_extra={VERSIONED_MARK: True})
+
+
 def _deliverable_pattern() -> str:
     """email-validator refuses addresses at special-use domains (`a@b.test`, `a@localhost`)
     whatever else holds; this pattern says the same in the document (case-insensitively,

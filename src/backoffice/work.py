@@ -42,6 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import String
 
 from backoffice import metrics
+from backoffice.config import ConfigError
 from backoffice.database import autocommit, utcnow
 from backoffice.extensions import db
 from backoffice.transactions import after_commit, one_transaction
@@ -154,8 +155,26 @@ class Registered:
 
 
 def register(app: Flask, queue: WorkQueue, perform: Perform) -> None:
-    """Declare a queue and what performing one of its rows means (from `create_app()`)."""
+    """Declare a queue and what performing one of its rows means (from `create_app()`).
+
+    The queue's lease setting is checked here, as it is registered, so no list elsewhere
+    names the queues' settings: one that is not a setting, or not a positive number of
+    seconds, stops the start.
+    """
+    _check_lease(queue, app.config)
     app.extensions.setdefault("work", {})[queue.name] = Registered(queue, perform)
+
+
+def _check_lease(queue: WorkQueue, config: Mapping[str, Any]) -> None:
+    setting = queue.lease_setting
+    if setting not in config:
+        raise RuntimeError(
+            f"queue {queue.name!r}: its lease setting {setting} is not a setting "
+            "(declare it in config.Config and config.ENVIRONMENT)"
+        )
+    seconds = config[setting]
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigError(f"{setting} must be a positive number of seconds")
 
 
 def registered(app: Flask) -> dict[str, Registered]:

@@ -8,8 +8,6 @@ import pytest
 from sqlalchemy.engine import make_url
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
-#: Where a test may keep its counters: the database (the default), the process, or Redis.
-STORES = ["database", "memory", *(["redis"] if TEST_REDIS_URL else [])]
 
 
 @pytest.fixture(scope="session")

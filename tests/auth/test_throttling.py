@@ -17,9 +17,8 @@ import pytest
 
 from backoffice import attempts
 from backoffice.users.models import User
-from tests.auth.conftest import STORES
 from tests.auth.racing import all_at_once
-from tests.support import PASSWORD, assert_problem, count_rows
+from tests.support import PASSWORD, STORES, assert_problem, count_rows
 
 
 @pytest.fixture(params=STORES)

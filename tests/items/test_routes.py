@@ -129,29 +129,6 @@ def test_json_with_a_charset_parameter_is_accepted(client):
 # --- read -------------------------------------------------------------------
 
 
-def test_get_returns_the_item_with_its_etag(client):
-    item = create_item(client, name="Gear")
-    response = client.get(f"/api/items/{item['id']}")
-    assert response.status_code == 200
-    assert response.json == item
-    assert response.headers["ETag"]
-
-
-def test_get_with_matching_if_none_match_is_304_without_body(client):
-    item = create_item(client)
-    etag = client.get(f"/api/items/{item['id']}").headers["ETag"]
-    response = client.get(f"/api/items/{item['id']}", headers={"If-None-Match": etag})
-    assert response.status_code == 304
-    assert response.data == b""
-    assert response.headers["ETag"] == etag
-
-
-def test_get_with_stale_if_none_match_is_200(client):
-    item = create_item(client)
-    response = client.get(f"/api/items/{item['id']}", headers={"If-None-Match": '"stale"'})
-    assert response.status_code == 200
-
-
 def test_get_missing_item_is_404_problem(client):
     missing = uuid.uuid4()
     body = assert_problem(client.get(f"/api/items/{missing}"), 404)
@@ -192,19 +169,6 @@ def test_put_on_missing_item_is_404(client):
         f"/api/items/{uuid.uuid4()}", json={"name": "x", "description": None, "quantity": 1}
     )
     assert_problem(response, 404)
-
-
-def test_put_with_stale_if_match_is_412_and_changes_nothing(client, in_db):
-    item = create_item(client, name="Original")
-    stale = client.get(f"/api/items/{item['id']}").headers["ETag"]
-    client.patch(f"/api/items/{item['id']}", json={"quantity": 3})
-    response = client.put(
-        f"/api/items/{item['id']}",
-        json={"name": "Lost update", "description": None, "quantity": 1},
-        headers={"If-Match": stale},
-    )
-    assert_problem(response, 412)
-    assert in_db(lambda: stored(item["id"]).name) == "Original"
 
 
 @pytest.mark.parametrize("current", [True, False])
@@ -255,17 +219,6 @@ def test_invalid_patch_is_422_and_changes_nothing(client, in_db, payload, fields
     assert (row.name, row.quantity, row.version) == ("Stable", 4, 1)
 
 
-def test_patch_with_stale_if_match_is_412(client, in_db):
-    item = create_item(client, quantity=1)
-    stale = client.get(f"/api/items/{item['id']}").headers["ETag"]
-    client.patch(f"/api/items/{item['id']}", json={"quantity": 2})
-    response = client.patch(
-        f"/api/items/{item['id']}", json={"quantity": 99}, headers={"If-Match": stale}
-    )
-    assert_problem(response, 412)
-    assert in_db(lambda: stored(item["id"]).quantity) == 2
-
-
 def test_patch_missing_item_is_404(client):
     assert_problem(client.patch(f"/api/items/{uuid.uuid4()}", json={"quantity": 1}), 404)
 
@@ -285,14 +238,6 @@ def test_delete_is_204_with_an_empty_body_and_the_item_is_gone(client, in_db):
 
 def test_delete_missing_item_is_404(client):
     assert_problem(client.delete(f"/api/items/{uuid.uuid4()}"), 404)
-
-
-def test_delete_with_stale_if_match_is_412_and_keeps_the_item(client, in_db):
-    item = create_item(client)
-    stale = client.get(f"/api/items/{item['id']}").headers["ETag"]
-    client.patch(f"/api/items/{item['id']}", json={"quantity": 0})
-    assert_problem(client.delete(f"/api/items/{item['id']}", headers={"If-Match": stale}), 412)
-    assert in_db(lambda: stored(item["id"])) is not None
 
 
 def test_delete_with_current_if_match_is_204(client):

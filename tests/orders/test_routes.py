@@ -200,17 +200,6 @@ def test_lists_are_keyset_pages_filtered_by_status(client, app):
     assert_problem(client.get("/api/orders?cursor=forged"), 400, "cursor")
 
 
-def test_an_order_has_an_etag_and_answers_304(client):
-    widget = create_item(client, quantity=10)
-    made = place(client, (widget, 1))
-    response = client.get(f"/api/orders/{made['id']}")
-    assert response.json == made
-    again = client.get(
-        f"/api/orders/{made['id']}", headers={"If-None-Match": response.headers["ETag"]}
-    )
-    assert again.status_code == 304
-
-
 def test_cancelling_returns_the_stock_and_cancelling_twice_is_409(client):
     widget, gear = create_item(client, quantity=10), create_item(client, quantity=3)
     made = place(client, (widget, 4), (gear, 3))

@@ -168,30 +168,6 @@ def test_create_with_an_idempotency_key_replays_instead_of_creating_twice(client
 # --- read -------------------------------------------------------------------
 
 
-def test_get_returns_the_todo_with_its_etag(client):
-    created = client.post("/api/todos", json={"task": "Read me"})
-    response = client.get(created.headers["Location"])
-    assert response.status_code == 200
-    assert response.json == created.json
-    assert response.headers["ETag"] == created.headers["ETag"]
-
-
-def test_get_with_matching_if_none_match_is_304_without_body(client):
-    todo = create_todo(client)
-    etag = client.get(f"/api/todos/{todo['id']}").headers["ETag"]
-    response = client.get(f"/api/todos/{todo['id']}", headers={"If-None-Match": etag})
-    assert response.status_code == 304
-    assert response.data == b""
-    assert response.headers["ETag"] == etag
-
-
-def test_get_with_stale_if_none_match_is_200(client):
-    todo = create_todo(client)
-    response = client.get(f"/api/todos/{todo['id']}", headers={"If-None-Match": '"stale"'})
-    assert response.status_code == 200
-    assert response.json == todo
-
-
 def test_get_missing_todo_is_404_problem(client):
     missing = uuid.uuid4()
     body = assert_problem(client.get(f"/api/todos/{missing}"), 404)
@@ -306,19 +282,6 @@ def test_put_on_missing_todo_is_404(client):
     assert_problem(response, 404)
 
 
-def test_put_with_stale_if_match_is_412_and_changes_nothing(client, in_db):
-    todo = create_todo(client, task="Original")
-    stale = client.get(f"/api/todos/{todo['id']}").headers["ETag"]
-    client.patch(f"/api/todos/{todo['id']}", json={"done": True})
-    response = client.put(
-        f"/api/todos/{todo['id']}",
-        json={"task": "Lost update", "done": False},
-        headers={"If-Match": stale},
-    )
-    assert_problem(response, 412)
-    assert in_db(lambda: snapshot(todo["id"])) == ("Original", True, 2)
-
-
 @pytest.mark.parametrize("current", [True, False])
 def test_put_with_current_or_star_if_match_succeeds(client, current):
     todo = create_todo(client)
@@ -365,17 +328,6 @@ def test_invalid_patch_is_422_and_changes_nothing(client, in_db, payload, fields
     assert in_db(lambda: snapshot(todo["id"])) == ("Stable", False, 1)
 
 
-def test_patch_with_stale_if_match_is_412_and_changes_nothing(client, in_db):
-    todo = create_todo(client, task="Before")
-    stale = client.get(f"/api/todos/{todo['id']}").headers["ETag"]
-    client.patch(f"/api/todos/{todo['id']}", json={"done": True})
-    response = client.patch(
-        f"/api/todos/{todo['id']}", json={"task": "Lost"}, headers={"If-Match": stale}
-    )
-    assert_problem(response, 412)
-    assert in_db(lambda: snapshot(todo["id"])) == ("Before", True, 2)
-
-
 def test_patch_with_current_if_match_succeeds(client):
     todo = create_todo(client)
     etag = client.get(f"/api/todos/{todo['id']}").headers["ETag"]
@@ -405,14 +357,6 @@ def test_delete_is_204_with_an_empty_body_and_the_todo_is_gone(client, in_db):
 
 def test_delete_missing_todo_is_404(client):
     assert_problem(client.delete(f"/api/todos/{uuid.uuid4()}"), 404)
-
-
-def test_delete_with_stale_if_match_is_412_and_keeps_the_todo(client, in_db):
-    todo = create_todo(client, task="Kept")
-    stale = client.get(f"/api/todos/{todo['id']}").headers["ETag"]
-    client.patch(f"/api/todos/{todo['id']}", json={"done": True})
-    assert_problem(client.delete(f"/api/todos/{todo['id']}", headers={"If-Match": stale}), 412)
-    assert in_db(lambda: snapshot(todo["id"])) == ("Kept", True, 2)
 
 
 def test_delete_with_current_if_match_is_204(client, in_db):

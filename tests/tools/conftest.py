@@ -10,11 +10,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 
 from bench.fake_llm import FakeLLM, serving
-from tests.support import member_client
-
-#: The key the gateway sends upstream: it must show up there and nowhere else.
-LLM_KEY = "sk-test-4f9c2a7e1b-never-shown-to-anyone"
-MODEL = "fake-model-1"
+from tests.support import LLM_KEY, MODEL, member_client
 
 
 @pytest.fixture

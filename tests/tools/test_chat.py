@@ -19,8 +19,7 @@ from backoffice.extensions import db
 from backoffice.tools.llm import ChatGateway
 from backoffice.tools.models import ChatUsage
 from bench.fake_llm import UPSTREAM_ERROR_TEXT
-from tests.support import assert_problem, count_rows, member_client
-from tests.tools.conftest import LLM_KEY, MODEL
+from tests.support import LLM_KEY, MODEL, assert_problem, count_rows, member_client
 
 
 def usage_rows(in_db) -> list[ChatUsage]:

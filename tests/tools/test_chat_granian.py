@@ -17,8 +17,7 @@ from sqlalchemy import select
 from backoffice.extensions import db
 from backoffice.tools.models import ChatUsage
 from bench.fake_llm import FakeLLM, serving
-from tests.support import TEST_SECRET_KEY, deployed, eventually, free_port
-from tests.tools.conftest import LLM_KEY, MODEL
+from tests.support import LLM_KEY, MODEL, TEST_SECRET_KEY, deployed, eventually, free_port
 
 STREAM = json.dumps({"message": "count the red widgets", "stream": True})
 

@@ -14,8 +14,14 @@ from structlog.testing import capture_logs
 from backoffice.extensions import db
 from backoffice.tools.models import ChatUsage
 from bench.fake_llm import UPSTREAM_ERROR_TEXT
-from tests.support import assert_problem, count_rows, eventually, member_client
-from tests.tools.conftest import LLM_KEY, MODEL
+from tests.support import (
+    LLM_KEY,
+    MODEL,
+    assert_problem,
+    count_rows,
+    eventually,
+    member_client,
+)
 from tests.tools.events import answer_of, parse_events
 
 STREAM = {"message": "count the red widgets", "stream": True}

@@ -29,9 +29,13 @@ from backoffice.auth.models import RevokedToken
 from backoffice.database import upsert_insert, utcnow
 from backoffice.dependencies import redis_options
 from backoffice.extensions import db
+from backoffice.housekeeping import Retention
 from backoffice.readonly import read_row
 
 REVOKED_TOKENS: Table = RevokedToken.__table__  # type: ignore[assignment]
+#: What retention removes (`backoffice.housekeeping`): a revocation once the token it
+#: revokes would have expired anyway.
+RETENTION = Retention(REVOKED_TOKENS, REVOKED_TOKENS.c.jti, REVOKED_TOKENS.c.expires_at)
 
 #: Whether the token `:jti` is revoked, as an SQL expression.
 REVOKED = exists().where(RevokedToken.jti == bindparam("jti"))

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, Table, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from backoffice.database import utcnow
 from backoffice.errors import Conflict, ValidationFailed
 from backoffice.extensions import db
+from backoffice.housekeeping import Retention
 from backoffice.idempotency.models import IdempotencyRecord
 
 #: The response headers worth replaying; the rest are per-response.
@@ -40,6 +41,17 @@ ABANDONED_AFTER = timedelta(minutes=2)
 LOCK_GRACE = timedelta(seconds=3)
 
 IN_FLIGHT = "A request with this Idempotency-Key is still in progress; retry later."
+
+RECORDS: Table = IdempotencyRecord.__table__  # type: ignore[assignment]
+
+
+def _answered_or_abandoned(now: datetime) -> ColumnElement[bool]:
+    return or_(RECORDS.c.status_code.is_not(None), RECORDS.c.created_at < now - ABANDONED_AFTER)
+
+
+#: What retention removes (`backoffice.housekeeping`): a record once it has expired, if it
+#: was answered or its claim abandoned; a live request's claim is never taken from under it.
+RETENTION = Retention(RECORDS, RECORDS.c.id, RECORDS.c.expires_at, where=_answered_or_abandoned)
 
 
 @dataclass(frozen=True)

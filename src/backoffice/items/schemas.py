@@ -11,6 +11,7 @@ from backoffice.schemas import (
     OutputModel,
     PatchModel,
     Timestamp,
+    VersionedOutput,
     integral,
     multi_line,
     single_line,
@@ -56,7 +57,7 @@ class ItemQuery(InputModel):
     q: Search | None = Field(default=None, description="Case-insensitive search in names.")
 
 
-class ItemOut(OutputModel):
+class ItemOut(VersionedOutput):
     id: uuid.UUID
     name: str
     description: str | None

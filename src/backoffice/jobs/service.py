@@ -19,6 +19,7 @@ from backoffice import work
 from backoffice.database import utcnow
 from backoffice.errors import Conflict, NotFound
 from backoffice.extensions import db
+from backoffice.housekeeping import Retention
 from backoffice.jobs.models import Job, JobStatus, JobType
 from backoffice.ownership import Viewer, visible_to
 from backoffice.pagination import Page, paginate
@@ -48,6 +49,15 @@ QUEUE = work.WorkQueue(
     claim_values={"progress": 0},
     # The input may be private: record the error's kind, not its text.
     error_text=lambda error: f"{type(error).__name__}: the job could not be completed",
+)
+#: What retention removes (`backoffice.housekeeping`): a finished job and its results,
+#: JOB_RETENTION_DAYS after it finished. A queued or running one is never due.
+RETENTION = Retention(
+    JOBS,
+    JOBS.c.id,
+    JOBS.c.finished_at,
+    "JOB_RETENTION_DAYS",
+    statuses=(JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
 )
 
 

@@ -11,6 +11,7 @@ from backoffice.schemas import (
     InputModel,
     OutputModel,
     Timestamp,
+    VersionedOutput,
     integral,
     multi_line,
     trimmed,
@@ -51,7 +52,7 @@ class LineOut(OutputModel):
     quantity: int
 
 
-class OrderOut(OutputModel):
+class OrderOut(VersionedOutput):
     id: uuid.UUID
     user_id: uuid.UUID | None
     status: OrderStatus

@@ -6,7 +6,15 @@ from typing import Annotated
 from pydantic import Field, StrictBool, StrictStr
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
-from backoffice.schemas import InputModel, OutputModel, PatchModel, Timestamp, multi_line, trimmed
+from backoffice.schemas import (
+    InputModel,
+    OutputModel,
+    PatchModel,
+    Timestamp,
+    VersionedOutput,
+    multi_line,
+    trimmed,
+)
 
 #: Free text: line breaks and tabs are fine, other control characters are not.
 Task = Annotated[StrictStr, trimmed(1, 500), multi_line]
@@ -41,7 +49,7 @@ class TodoQuery(InputModel):
     done: bool | None = Field(default=None, description="Only finished (true) or open (false).")
 
 
-class TodoOut(OutputModel):
+class TodoOut(VersionedOutput):
     id: uuid.UUID
     task: str
     done: bool

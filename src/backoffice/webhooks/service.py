@@ -25,6 +25,7 @@ from backoffice import work
 from backoffice.database import autocommit, upsert_insert
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
+from backoffice.housekeeping import Retention
 from backoffice.pagination import Page, paginate
 from backoffice.webhooks.models import EventStatus, WebhookEvent
 from backoffice.webhooks.signatures import HeaderItems, verify
@@ -54,6 +55,24 @@ QUEUE = work.WorkQueue(
     error_column="last_error",
     max_attempts=5,
     claim_columns=("event_type", "payload"),
+)
+#: What retention removes (`backoffice.housekeeping`): a processed or ignored event
+#: WEBHOOK_RETENTION_DAYS after it finished, a failed one after
+#: WEBHOOK_FAILED_RETENTION_DAYS, so nothing that needs attention disappears unseen (a
+#: replay makes one wait again: no longer due). A waiting or running one is never due.
+RETENTION = Retention(
+    EVENTS,
+    EVENTS.c.id,
+    EVENTS.c.finished_at,
+    "WEBHOOK_RETENTION_DAYS",
+    statuses=(EventStatus.PROCESSED, EventStatus.IGNORED),
+)
+FAILED_RETENTION = Retention(
+    EVENTS,
+    EVENTS.c.id,
+    EVENTS.c.finished_at,
+    "WEBHOOK_FAILED_RETENTION_DAYS",
+    statuses=(EventStatus.FAILED,),
 )
 #: A new delivery's insert, by dialect: no row back when `(source, delivery_id)` exists.
 INSERT_NEW = {
