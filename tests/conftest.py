@@ -243,10 +243,13 @@ def worker(start_worker: Callable[..., subprocess.Popen[bytes]]) -> subprocess.P
 
 
 def _close(app: APIFlask) -> None:
-    """Close what an app holds open: its token-state listener and its database pool."""
+    """Close what an app holds open: its token-state listener, its model server client
+    (a kept-alive connection left to the garbage collector warns in a later test) and its
+    database pool."""
     states = app.extensions.get("token_states")
     if states is not None:
         states.stop()
+    app.extensions["chat_gateway"].close()
     with app.app_context():
         db.engine.dispose()
 
