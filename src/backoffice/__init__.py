@@ -20,6 +20,7 @@ from backoffice.auth import service as auth_service
 from backoffice.browsers import init_browsers
 from backoffice.cli import register_commands
 from backoffice.config import load_settings
+from backoffice.console import bp as console_bp
 from backoffice.conventions import init_conventions
 from backoffice.database import render_item
 from backoffice.dependencies import init_dependencies, redis_options, watch_database
@@ -123,6 +124,7 @@ def _init_tracing(app: APIFlask) -> None:
 def _register_blueprints(app: APIFlask) -> None:
     prefix = app.config["API_PREFIX"]
     app.register_blueprint(health.bp)
+    app.register_blueprint(console_bp)  # at /console, whatever API_PREFIX is
     app.register_blueprint(health.readiness_bp, url_prefix=prefix)
     app.register_blueprint(users.bp, url_prefix=prefix)
     app.register_blueprint(items.bp, url_prefix=prefix)

@@ -207,6 +207,11 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "INSTANCE_CONFIG": ("INSTANCE_CONFIG", _bool),
     "JWT_ACCESS_TOKEN_EXPIRES": ("JWT_ACCESS_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
     "JWT_REFRESH_TOKEN_EXPIRES": ("JWT_REFRESH_TOKEN_EXPIRES", lambda v: timedelta(seconds=int(v))),
+    "CONSOLE_SESSION_LIFETIME": (
+        "CONSOLE_SESSION_LIFETIME",
+        lambda v: timedelta(seconds=_number("CONSOLE_SESSION_LIFETIME", int, 60, 604_800)(v)),
+    ),
+    "CONSOLE_COOKIE_SECURE": ("CONSOLE_COOKIE_SECURE", _bool),
     "REGISTRATION": ("REGISTRATION", _registration),
     "API_KEYS_PER_USER": ("API_KEYS_PER_USER", _number("API_KEYS_PER_USER", int, 1, 10_000)),
     "LOGIN_RATE_LIMIT": ("LOGIN_RATE_LIMIT", str),
@@ -309,6 +314,11 @@ class Config:
     # Identity (users/, auth/)
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(hours=1)
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=14)
+    #: A console sign-in lasts a working day; signing out, or any end of the person's
+    #: credentials (deactivation, password or role change), ends it sooner.
+    CONSOLE_SESSION_LIFETIME = timedelta(hours=8)
+    #: The console's cookie is sent over HTTPS only (production's default).
+    CONSOLE_COOKIE_SECURE = False
     JWT_ALGORITHM = "HS256"
     JWT_TOKEN_LOCATION = ["headers"]
     #: "open": anyone may sign up with POST /users; "admin": only admins create users.
@@ -511,6 +521,7 @@ class TestingConfig(Config):
 class ProductionConfig(Config):
     APP_ENV = "production"
     INSTANCE_CONFIG = False
+    CONSOLE_COOKIE_SECURE = True
     #: No default: the names a deployment is reached by are its own (see validate).
     TRUSTED_HOSTS = None
 

@@ -209,10 +209,14 @@ def principal_from_token(token: str, kind: str = "access") -> Principal | None:
     """The caller behind a JWT that is valid now: signed by us, unexpired, not revoked (nor
     its family), and issued to a user who is still active and has not ended their sessions
     since. A refresh token's own revocation (it was spent) is left to `refresh`, which
-    must see a reuse to revoke the family."""
+    must see a reuse to revoke the family. A console session is never an API token."""
     claims = _decode(token, kind)
-    if claims is None:
+    if claims is None or claims.get(CONSOLE_CLAIM):
         return None
+    return _principal(claims, kind)
+
+
+def _principal(claims: dict[str, Any], kind: str) -> Principal | None:
     try:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError:
@@ -278,6 +282,39 @@ def _revoke_family(claims: dict[str, Any]) -> None:
     lifetime = max(config["JWT_ACCESS_TOKEN_EXPIRES"], config["JWT_REFRESH_TOKEN_EXPIRES"])
     revocations.revoke(_family_key(claims), utcnow() + lifetime + FAMILY_MARGIN)
     _forget_revoked(_family_key(claims))
+
+
+# --- console sessions -------------------------------------------------------------
+#
+# A person signed in to the console holds an access token of a family of its own, marked
+# as a console session and kept in an HttpOnly cookie. It is checked exactly as an API
+# token is (signature, expiry, family revocation, the user active and at the token's
+# generation, through the same token-state cache), so every way a credential ends ends a
+# console session within the same bound; and a change of role ends it too, since the
+# pages a person sees depend on it. The API refuses it as a bearer token, and the
+# console refuses API tokens.
+
+#: The claim that marks a console session.
+CONSOLE_CLAIM = "con"
+
+
+def issue_console_session(user: Person, lifetime: timedelta) -> str:
+    """A new console session for `user` (a fresh family: a fresh id at every sign-in)."""
+    claims = {"role": user.role, "gen": user.token_generation, "fam": str(uuid.uuid4())}
+    claims[CONSOLE_CLAIM] = 1
+    token: str = create_access_token(str(user.id), additional_claims=claims, expires_delta=lifetime)
+    return token
+
+
+def principal_from_console_session(token: str) -> Principal | None:
+    """The person behind a console session that is valid now, at the role it began with."""
+    claims = _decode(token, "access")
+    if claims is None or not claims.get(CONSOLE_CLAIM):
+        return None
+    principal = _principal(claims, "access")
+    if principal is None or principal.role != claims.get("role"):
+        return None
+    return principal
 
 
 # --- API keys -------------------------------------------------------------------
