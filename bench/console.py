@@ -113,7 +113,7 @@ def seed(env: Mapping[str, str], args: argparse.Namespace) -> dict[str, str]:
         database.settle(env["DATABASE_URL"])
         activity.tally()
         pages = {"overview": "/console/"}
-        with app.test_request_context():
+        with app.test_request_context(base_url="http://127.0.0.1/"):
             for endpoint, table, kind in LISTS:
                 if endpoint not in app.view_functions:
                     continue
