@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import structlog
-from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from apiflask import APIBlueprint
+from flask import current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -23,9 +24,12 @@ from backoffice.users import service as users
 
 log = structlog.get_logger(__name__)
 
-bp = Blueprint(
+#: An APIBlueprint only so APIFlask's document generation knows to leave it out: the
+#: console's pages are HTML, not operations of the API.
+bp = APIBlueprint(
     "console",
     __name__,
+    enable_openapi=False,
     url_prefix="/console",
     template_folder="templates",
     static_folder="static",
