@@ -13,6 +13,7 @@ import structlog
 from apiflask import APIBlueprint
 from flask import current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -141,6 +142,15 @@ def uuid_arg(name: str) -> uuid.UUID | None:
         return uuid.UUID(raw) if raw else None
     except ValueError:
         return None
+
+
+def field_errors(error: ValidationError | APIError) -> dict[str, str]:
+    """What a form's fields got wrong, by field name: from the API's input model, or from a
+    service's refusal naming fields (`errors`); one refusal naming none is the form's."""
+    if isinstance(error, ValidationError):
+        return {str(e["loc"][0]) if e["loc"] else "form": e["msg"] for e in error.errors()}
+    named = {e["field"]: e["message"] for e in error.errors or () if "field" in e}
+    return named or {"form": error.detail}
 
 
 def back_to(endpoint: str, done: str, **values: Any) -> Response:

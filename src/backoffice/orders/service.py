@@ -29,6 +29,8 @@ from backoffice.transactions import commit
 from backoffice.users import service as users
 from backoffice.versioning import commit_versioned, require_version
 
+#: Every status an order passes through, for the forms that filter by one.
+STATUSES: tuple[str, ...] = tuple(OrderStatus)
 #: Orders that still hold their items: stock taken and not given back or shipped.
 OPEN = (OrderStatus.PENDING, OrderStatus.PAID)
 
