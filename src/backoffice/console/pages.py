@@ -99,6 +99,10 @@ def _sign_in_first() -> Response | None:
 @bp.after_request
 def _policies(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CONSOLE_CSP
+    # Not `no-referrer`, as the API says: under it Chromium sends `Origin: null` with the
+    # console's own form posts, which the cross-site check must refuse. Same-origin
+    # requests carry their origin; nothing leaves for another site.
+    response.headers["Referrer-Policy"] = "same-origin"
     if request.endpoint != "console.static":
         response.cache_control.no_store = True  # personal pages: never kept by a cache
         response.headers["X-Frame-Options"] = "DENY"
