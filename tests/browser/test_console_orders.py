@@ -44,7 +44,7 @@ def test_an_admin_fulfils_a_paid_order(
 ):
     order_id = _paid_order(console_server)
     sign_in(page, console_server.admin.email, console_server.admin.password)
-    page.get_by_role("link", name="Orders").click()
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Orders").click()
     page.get_by_label("Status").select_option("paid")
     page.get_by_role("button", name="Filter").click()
     check_accessibility(page)

@@ -9,7 +9,7 @@ def test_a_member_adds_a_todo_and_marks_it_done(
 ):
     member = console_server.make_user()
     sign_in(page, member.email, member.password)
-    page.get_by_role("link", name="Todos").click()
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Todos").click()
     page.get_by_label("New todo").fill("<b>Ship</b> it")
     page.get_by_role("button", name="Add").click()
     assert page.get_by_role("link", name="<b>Ship</b> it").count() == 1  # shown as text
@@ -26,7 +26,7 @@ def test_a_member_creates_a_key_once_and_revokes_it(
 ):
     member = console_server.make_user()
     sign_in(page, member.email, member.password)
-    page.get_by_role("link", name="API keys").click()
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="API keys").click()
     check_accessibility(page)
     page.get_by_label("Name").fill("Deploys")
     page.get_by_role("button", name="Create key").click()

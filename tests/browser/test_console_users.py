@@ -16,14 +16,16 @@ def test_a_deactivated_members_next_click_is_refused(
     try:
         sign_in(their_page, member.email, member.password)
         sign_in(page, console_server.admin.email, console_server.admin.password)
-        page.get_by_role("link", name="Users").click()
+        page.get_by_role("navigation", name="Console").get_by_role("link", name="Users").click()
         check_accessibility(page)
         screenshot(page, "console-users")
         page.get_by_role("link", name="Leaving Soon").click()
         check_accessibility(page)
         page.get_by_role("button", name="Deactivate").click()
         assert "deactivated" in page.get_by_role("status").inner_text()
-        their_page.get_by_role("link", name="Todos").click()
+        their_page.get_by_role("navigation", name="Console").get_by_role(
+            "link", name="Todos"
+        ).click()
         their_page.wait_for_url(f"{console_server.url}/console/sign-in*")
         assert their_page.get_by_role("heading", level=1).count() == 1
     finally:
