@@ -6,7 +6,7 @@ refreshes what changes by itself (a running job's progress). Every asset is the 
 Each module below adds its pages to the blueprint (`pages.bp`).
 """
 
-from backoffice.console import items, routes
+from backoffice.console import items, jobs, routes, webhooks
 from backoffice.console.pages import bp
 
-__all__ = ["bp", "items", "routes"]
+__all__ = ["bp", "items", "jobs", "routes", "webhooks"]

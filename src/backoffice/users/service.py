@@ -113,6 +113,15 @@ def get_user(user_id: uuid.UUID) -> User:
     return user
 
 
+def emails_of(user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The email address of each of these users (a page's owners: one query, not one per
+    row); an id with no user is absent."""
+    if not user_ids:
+        return {}
+    rows = db.session.execute(select(User.id, User.email).where(User.id.in_(set(user_ids))))
+    return {row.id: row.email for row in rows}
+
+
 def visible_user(user_id: uuid.UUID, viewer: Viewer) -> User:
     """A user the viewer may see: themselves, or anyone for an admin (else 404, no leak)."""
     if not sees(viewer, user_id):
