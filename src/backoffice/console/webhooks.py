@@ -126,5 +126,5 @@ def event(event_id: uuid.UUID) -> Any:
 @admin_only
 def event_replay(event_id: uuid.UUID) -> Any:
     webhooks.replay(event_id)
-    audit("webhooks.replay", event=str(event_id))
+    audit("webhooks.replay", event_id=str(event_id))
     return back_to("console.event", "replayed", event_id=event_id)
