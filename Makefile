@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 # or the environment (or .env, for make run). After `make install` every tool the README
 # shows is in .venv/bin, with or without uv on the PATH.
 
-.PHONY: run dev test test-fast fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation profile install migrate clean
+.PHONY: run dev test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation profile install migrate clean
 
 run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run python -m backoffice.run
@@ -32,8 +32,14 @@ typecheck: install
 pytest: install
 	$(UV) run pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
 
-test-fast: install ## Every test but those that start Celery workers: the quick loop while editing
-	$(UV) run pytest -n auto -m "not worker" $(PYTEST_ARGS)
+test-fast: install ## Every test but those that start Celery workers or Chromium: the quick loop while editing
+	$(UV) run pytest -n auto -m "not worker and not browser" $(PYTEST_ARGS)
+
+# The pictures in docs/screenshots, taken by the browser tests marked `screenshots`, and
+# only those. On SQLite alone (TEST_DATABASE_URL emptied): the pages look the same on
+# either database, and one server start is enough. Needs /usr/bin/chromium.
+screenshots: install ## Take docs/screenshots/*.png again, in Chromium (the README shows them)
+	SCREENSHOTS=1 TEST_DATABASE_URL= $(UV) run pytest -p no:cacheprovider -m screenshots tests/browser $(PYTEST_ARGS)
 
 FUZZ_EXAMPLES ?= 200
 fuzz: install ## Schemathesis against the OpenAPI document, FUZZ_EXAMPLES requests per operation and mode

@@ -45,13 +45,19 @@ BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
 
 #: Fixtures that start a real Celery worker: a test using one is marked `worker`.
 WORKER_FIXTURES = frozenset({"worker", "start_worker"})
+#: Fixtures that drive Chromium (tests/browser): a test using one is marked `browser`.
+BROWSER_FIXTURES = frozenset({"browser", "page"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that starts a Celery worker, so `-m "not worker"` is the fast loop."""
+    """Mark every test that starts a Celery worker or a browser, so
+    `-m "not worker and not browser"` is the fast loop."""
     for item in items:
-        if WORKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if WORKER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.worker)
+        if BROWSER_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -99,13 +99,16 @@ def process_environment(**settings: str) -> dict[str, str]:
 
 def serve_environment(database_url: str, home: Path, port: int, **settings: str) -> dict[str, str]:
     """What a test gives `deploy/serve`: the test's database, an instance directory and an
-    embedded broker in `home`, the port, and `settings` on top."""
+    embedded broker in `home`, the port, and `settings` on top (a CELERY_BROKER_URL among
+    them wins: a server whose work a test's Celery worker takes shares that worker's)."""
     return process_environment(
-        DATABASE_URL=database_url,
-        INSTANCE_PATH=str(home),
-        CELERY_BROKER_URL=f"sqla+sqlite:///{home / 'broker.db'}",
-        PORT=str(port),
-        **settings,
+        **{
+            "DATABASE_URL": database_url,
+            "INSTANCE_PATH": str(home),
+            "CELERY_BROKER_URL": f"sqla+sqlite:///{home / 'broker.db'}",
+            "PORT": str(port),
+            **settings,
+        }
     )
 
 
