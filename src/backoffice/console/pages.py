@@ -94,6 +94,10 @@ def _sign_in_first() -> Response | None:
 @bp.after_request
 def _policies(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CONSOLE_CSP
+    # Not the API's `no-referrer`: under it Chromium sends a form's POST with
+    # `Origin: null`, which the cross-site check refuses. `same-origin` still tells no
+    # other site anything.
+    response.headers["Referrer-Policy"] = "same-origin"
     if request.endpoint != "console.static":
         response.cache_control.no_store = True  # personal pages: never kept by a cache
         response.headers["X-Frame-Options"] = "DENY"
