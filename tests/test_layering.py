@@ -96,10 +96,10 @@ def test_a_shared_module_importing_a_capability_fails_naming_it(copy):
 
 
 def test_a_new_subpackage_must_be_declared_a_capability_or_shared(copy):
-    console = copy / PACKAGE / "console"
-    console.mkdir()
-    (console / "__init__.py").write_text('"""The operator console."""\n')
-    (console / "views.py").write_text("from backoffice.items import service\n")
+    reports = copy / PACKAGE / "reports"
+    reports.mkdir()
+    (reports / "__init__.py").write_text('"""Reports."""\n')
+    (reports / "views.py").write_text("from backoffice.items import service\n")
     checked = lint_imports(copy)
     assert checked.returncode == 1
-    assert "- backoffice.console: a subpackage, declared neither" in checked.stdout
+    assert "- backoffice.reports: a subpackage, declared neither" in checked.stdout

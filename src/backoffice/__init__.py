@@ -11,7 +11,7 @@ from typing import Any
 from apiflask import APIFlask
 from sqlalchemy import event
 
-from backoffice import housekeeping, metrics, work
+from backoffice import activity, housekeeping, metrics, work
 from backoffice.app import Backoffice
 from backoffice.auth import cli as auth_cli
 from backoffice.auth import revocations
@@ -162,6 +162,7 @@ def _wire_registries(app: APIFlask) -> None:
             jobs_service.RETENTION,
             webhooks_service.RETENTION,
             webhooks_service.FAILED_RETENTION,
+            activity.RETENTION,
         ],
     )
     items_service.init_holders(app, [orders_service.open_orders_holding])
@@ -181,6 +182,16 @@ def _wire_registries(app: APIFlask) -> None:
             deactivated=[auth_service.end_api_keys],
             changed=[auth_service.forget_user],
         ),
+    )
+    activity.init_activity(
+        app,
+        [
+            webhooks_service.OUTCOMES,
+            orders_service.ORDER_TRANSITIONS,
+            jobs_service.DURATIONS,
+        ],
+        counters=[activity.Counter("http_requests", metrics.requests_by_class)],
+        snapshots=[activity.Snapshot(work.queue_snapshot)],
     )
     metrics.add_reader(app, "work_queues", work.queue_metrics)
     metrics.add_reader(

@@ -18,15 +18,20 @@ class Backoffice(APIFlask):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._synchronous: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._synchronous: dict[Callable[..., Any], bool] = {}
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Flask asks this of every view and hook of every request (a dozen `inspect`
-        calls per request, none of which can change its answer): keep the answer."""
-        found = self._synchronous.get(func)
-        if found is None:
-            found = self._synchronous[func] = super().ensure_sync(func)
-        return found
+        calls per request, none of which can change its answer): keep the answer, per
+        function. A `MethodView`'s method arrives bound, a new object each request: its
+        answer is kept under the function it binds."""
+        synchronous = self._synchronous.get(func)
+        if synchronous is None:
+            target = getattr(func, "__func__", func)
+            synchronous = self._synchronous.get(target)
+            if synchronous is None:
+                synchronous = self._synchronous[target] = super().ensure_sync(func) is func
+        return func if synchronous else super().ensure_sync(func)
 
     def make_default_options_response(self) -> Response:
         """204 with `Allow` (Flask's default is a 200 with an empty text/html body)."""

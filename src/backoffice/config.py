@@ -242,6 +242,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
         "PRUNE_INTERVAL_SECONDS",
         _number("PRUNE_INTERVAL_SECONDS", float, 0, 86400),
     ),
+    "ACTIVITY_INTERVAL_SECONDS": (
+        "ACTIVITY_INTERVAL_SECONDS",
+        _number("ACTIVITY_INTERVAL_SECONDS", float, 0, 3600),
+    ),
     "PRUNE_BATCH_SIZE": ("PRUNE_BATCH_SIZE", _number("PRUNE_BATCH_SIZE", int, 1, 100_000)),
     "LLM_BASE_URL": ("LLM_BASE_URL", _llm_base_url),
     "LLM_API_KEY": ("LLM_API_KEY", str.strip),
@@ -368,6 +372,9 @@ class Config:
     WEBHOOK_FAILED_RETENTION_DAYS = 90
     #: How often each worker tries to prune (one at a time prunes); 0: workers never do.
     PRUNE_INTERVAL_SECONDS = 300.0
+    #: How often a worker records the overview's figures (`backoffice.activity`; one
+    #: worker at a time); 0: never (the overview's charts stay empty).
+    ACTIVITY_INTERVAL_SECONDS = 60.0
     #: Rows per DELETE: each batch is its own short transaction.
     PRUNE_BATCH_SIZE = 1000
 

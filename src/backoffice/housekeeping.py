@@ -209,8 +209,8 @@ def delete_expired(now: datetime | None = None, *, batch_size: int | None = None
 def prune(now: datetime | None = None, *, batch_size: int | None = None) -> dict[str, int] | None:
     """Run retention once, unless another pruner is running (then None): rows deleted per
     table."""
-    with _alone(db.engine) as alone:
-        if not alone:
+    with alone(db.engine) as mine:
+        if not mine:
             return None
         deleted = delete_expired(now, batch_size=batch_size)
     metrics.count_pruned(deleted)
@@ -250,16 +250,17 @@ def overdue_ages(now: datetime | None = None) -> dict[str, float | None]:
 
 
 @contextmanager
-def _alone(engine: Engine) -> Iterator[bool]:
-    """True while this process holds the pruner's lock (PostgreSQL), False if another one
-    does; always True elsewhere. The lock lives on a connection of its own and ends with it."""
+def alone(engine: Engine, key: int = LOCK_KEY) -> Iterator[bool]:
+    """True while this process holds the lock `key` (PostgreSQL; the pruner's by default),
+    False if another one does; always True elsewhere. The lock lives on a connection of
+    its own and ends with it."""
     if engine.dialect.name != "postgresql":
         yield True
         return
     with autocommit(engine).connect() as connection:
-        held = bool(connection.scalar(select(func.pg_try_advisory_lock(LOCK_KEY))))
+        held = bool(connection.scalar(select(func.pg_try_advisory_lock(key))))
         try:
             yield held
         finally:
             if held:
-                connection.scalar(select(func.pg_advisory_unlock(LOCK_KEY)))
+                connection.scalar(select(func.pg_advisory_unlock(key)))

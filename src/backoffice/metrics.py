@@ -385,6 +385,23 @@ class _FilesCollector(Collector):
         return merged
 
 
+def requests_by_class() -> dict[str, float]:
+    """Requests answered so far by status class ("2xx", ..., "5xx"), over every process
+    that writes to PROMETHEUS_MULTIPROC_DIR (the web server's workers), else this process:
+    the totals the activity tally turns into requests per hour (`REQUEST_CLASSES`)."""
+    path = multiprocess_dir()
+    source: Collector = _FilesCollector(path) if path is not None else REGISTRY
+    totals: dict[str, float] = {}
+    for family in source.collect():
+        if family.name != "backoffice_http_requests":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                status_class = f"{str(sample.labels['status'])[:1]}xx"
+                totals[status_class] = totals.get(status_class, 0.0) + sample.value
+    return totals
+
+
 def exposition(app: Flask) -> bytes:
     """The text a scrape gets: every process's values added up, then the readers'."""
     registry = CollectorRegistry()

@@ -27,6 +27,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Union
 from urllib.parse import urlencode
 
@@ -94,11 +95,24 @@ class Writer:
             default = _REQUIRED if info.is_required() else info.get_default()
             fields.append(_Field(name, default, writer(nested) if nested else None, many))
         self.fields = tuple(fields)
+        self.names = tuple(field.name for field in fields)
         self.pages = {field.name for field in fields} == {"data", "next_cursor"}
         self.items = next((f.nested for f in fields if f.name == "data"), None)
+        #: Every field's value in one C call, for a flat schema's complete records (a
+        #: row of the service's columns): a page of 25 rows was 150 `getattr` calls.
+        self._flat = (
+            attrgetter(*self.names)
+            if len(fields) > 1 and not any(f.nested for f in fields)
+            else None
+        )
 
     def record(self, record: Any) -> dict[str, Any]:
         """The record's values for the schema's fields."""
+        if self._flat is not None and type(record) is not dict:
+            try:
+                return dict(zip(self.names, self._flat(record), strict=True))
+            except AttributeError:
+                pass  # a record without some fields: their defaults, below
         values = record if isinstance(record, Mapping) else None
         written: dict[str, Any] = {}
         for field in self.fields:

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -396,19 +396,28 @@ def _failed(attempt: Attempt, error: Exception) -> bool:
     return retry
 
 
-def queue_metrics(now: datetime) -> Iterator[Metric]:
-    """A scrape-time reader (`metrics.add_reader`): every registered queue's rows by
-    status, and how long its oldest waiting row has waited (since it was last sent to the
-    broker, or since it was accepted if it never was; a retry, since its backoff ended).
-    One grouped query per queue."""
-    rows = GaugeMetricFamily(
-        "backoffice_work_queue_rows", "Rows of a work queue by status.", labels=["queue", "status"]
-    )
-    ages = GaugeMetricFamily(
-        "backoffice_work_queue_oldest_waiting_seconds",
-        "How long the oldest waiting row of a queue has waited (0: none waits).",
-        labels=["queue"],
-    )
+@dataclass(frozen=True)
+class QueueState:
+    """A queue's rows by status (its waiting, running and failed ones always named), and
+    when its oldest waiting row started waiting (None: none waits)."""
+
+    name: str
+    rows: dict[str, int]
+    oldest_waiting: datetime | None
+
+    def waited(self, now: datetime) -> float:
+        """Seconds the oldest waiting row has waited at `now` (0: none waits)."""
+        if self.oldest_waiting is None:
+            return 0.0
+        return max(0.0, (now - self.oldest_waiting).total_seconds())
+
+
+def queue_states() -> list[QueueState]:
+    """Every registered queue's rows by status, and since when its oldest waiting row has
+    waited (since it was last sent to the broker, or since it was accepted if it never was;
+    a retry, since its backoff ended). One grouped query per queue: read at scrape time and
+    by the activity tally, never by a page."""
+    states = []
     for entry in registered(current_app).values():
         queue, table = entry.queue, entry.queue.table
         counts: dict[str, int] = dict.fromkeys(map(str, (queue.waiting, queue.running)), 0)
@@ -420,13 +429,55 @@ def queue_metrics(now: datetime) -> Iterator[Metric]:
             counts[str(status)] = count
             if status == queue.waiting:
                 oldest = since
-        for status, count in counts.items():
-            rows.add_metric([queue.name, status], count)
-        age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        ages.add_metric([queue.name], age)
+        states.append(QueueState(queue.name, counts, oldest))
     db.session.rollback()
+    return states
+
+
+def queue_metrics(now: datetime) -> Iterator[Metric]:
+    """A scrape-time reader (`metrics.add_reader`): `queue_states()` as gauges."""
+    rows = GaugeMetricFamily(
+        "backoffice_work_queue_rows", "Rows of a work queue by status.", labels=["queue", "status"]
+    )
+    ages = GaugeMetricFamily(
+        "backoffice_work_queue_oldest_waiting_seconds",
+        "How long the oldest waiting row of a queue has waited (0: none waits).",
+        labels=["queue"],
+    )
+    for state in queue_states():
+        for status, count in state.rows.items():
+            rows.add_metric([state.name, status], count)
+        ages.add_metric([state.name], state.waited(now))
     yield rows
     yield ages
+
+
+#: In a queue's snapshot (`activity`), the label holding its oldest waiting row's time
+#: (seconds since the epoch); every other label is a status.
+OLDEST_WAITING = "oldest_waiting_since"
+
+
+def queue_snapshot() -> dict[str, dict[str, float]]:
+    """`queue_states()` as the activity tally stores them: per `queue:<name>` series, the
+    rows by status and OLDEST_WAITING."""
+    snapshot: dict[str, dict[str, float]] = {}
+    for state in queue_states():
+        figures: dict[str, float] = {status: float(n) for status, n in state.rows.items()}
+        if state.oldest_waiting is not None:
+            figures[OLDEST_WAITING] = state.oldest_waiting.timestamp()
+        snapshot[f"queue:{state.name}"] = figures
+    return snapshot
+
+
+def snapshot_states(snapshot: Mapping[str, Mapping[str, float]]) -> list[QueueState]:
+    """The queue states a stored snapshot holds (`queue_snapshot` read back)."""
+    states = []
+    for series, figures in snapshot.items():
+        since = figures.get(OLDEST_WAITING)
+        rows = {status: int(n) for status, n in figures.items() if status != OLDEST_WAITING}
+        oldest = None if since is None else datetime.fromtimestamp(since, UTC)
+        states.append(QueueState(series.removeprefix("queue:"), rows, oldest))
+    return states
 
 
 def _lookup(queue_name: str) -> tuple[WorkQueue, Perform]:

@@ -5,6 +5,8 @@ Besides running tasks, every worker runs two periodic threads:
 - the relay, every RELAY_INTERVAL_SECONDS: sends again, for every registered queue, the
   accepted work that is not in the queue (the broker was down when it was accepted, its
   message was lost, or its worker died mid-task). See `backoffice.work`.
+- the activity tally, every ACTIVITY_INTERVAL_SECONDS (0: never): the figures the console's
+  overview charts, one worker at a time. See `backoffice.activity`.
 - housekeeping, every PRUNE_INTERVAL_SECONDS (0: never): retention deletes what has
   expired, one worker at a time (the others skip the tick). See `backoffice.housekeeping`.
 """
@@ -26,7 +28,7 @@ from celery.signals import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice import housekeeping, metrics, work
+from backoffice import activity, housekeeping, metrics, work
 from backoffice.queue import celery_for
 from backoffice.startup import app_from_environment
 
@@ -64,10 +66,15 @@ def _prune() -> None:
         log.info("pruned", seconds=round(time.monotonic() - started, 3), **deleted)
 
 
+def _tally() -> None:
+    activity.tally()
+
+
 def _start_periodic(**_: Any) -> None:
     periodic = {
         "relay": (flask_app.config["RELAY_INTERVAL_SECONDS"], _relay),
         "prune": (flask_app.config["PRUNE_INTERVAL_SECONDS"], _prune),
+        "tally": (flask_app.config["ACTIVITY_INTERVAL_SECONDS"], _tally),
     }
     for name, (interval, tick) in periodic.items():
         if interval > 0:

@@ -47,7 +47,7 @@ class Console:
         )
         assert answer.status_code == 303, answer.text
         assert answer.headers["Location"] == "/console/"
-        self.get("/console/")  # the session's own CSRF token
+        self.get("/console/items")  # the session's own CSRF token
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ one canonical form emails are compared in."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from backoffice.errors import Forbidden, Unauthorized
@@ -37,6 +39,27 @@ def test_admin_registration_lets_an_admin_create_a_member(app):
             "Ada", "ada@example.com", "engine-no-1", "admin", registration="admin"
         )
         assert user.role == Role.MEMBER
+
+
+def test_find_by_email_compares_canonical_forms_and_finds_nobody_unknown(app):
+    with app.app_context():
+        ada = service.create_user("Ada", "Ada@Example.com", "engine-no-1")
+        found = service.find_by_email("ADA@example.COM")
+        assert found is not None
+        assert found.id == ada.id
+        assert service.find_by_email("nobody@example.com") is None
+
+
+def test_emails_of_answers_each_user_once_and_leaves_out_the_unknown(app):
+    with app.app_context():
+        ada = service.create_user("Ada", "ada@example.com", "engine-no-1")
+        bob = service.create_user("Bob", "bob@example.com", "engine-no-2")
+        gone = uuid.UUID(int=1)
+        assert service.emails_of([ada.id, bob.id, gone]) == {
+            ada.id: "ada@example.com",
+            bob.id: "bob@example.com",
+        }
+        assert service.emails_of([]) == {}
 
 
 @pytest.mark.parametrize(

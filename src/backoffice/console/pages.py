@@ -10,8 +10,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import structlog
-from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from apiflask import APIBlueprint
+from flask import current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -22,9 +24,12 @@ from backoffice.users import service as users
 
 log = structlog.get_logger(__name__)
 
-bp = Blueprint(
+#: An APIBlueprint only so APIFlask's document generation knows to leave it out: the
+#: console's pages are HTML, not operations of the API.
+bp = APIBlueprint(
     "console",
     __name__,
+    enable_openapi=False,
     url_prefix="/console",
     template_folder="templates",
     static_folder="static",
@@ -94,9 +99,9 @@ def _sign_in_first() -> Response | None:
 @bp.after_request
 def _policies(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CONSOLE_CSP
-    # Not the API's `no-referrer`: under it Chromium sends a form's POST with
-    # `Origin: null`, which the cross-site check refuses. `same-origin` still tells no
-    # other site anything.
+    # Not `no-referrer`, as the API says: under it Chromium sends `Origin: null` with the
+    # console's own form posts, which the cross-site check must refuse. Same-origin
+    # requests carry their origin; nothing leaves for another site.
     response.headers["Referrer-Policy"] = "same-origin"
     if request.endpoint != "console.static":
         response.cache_control.no_store = True  # personal pages: never kept by a cache
@@ -141,6 +146,15 @@ def uuid_arg(name: str) -> uuid.UUID | None:
         return uuid.UUID(raw) if raw else None
     except ValueError:
         return None
+
+
+def field_errors(error: ValidationError | APIError) -> dict[str, str]:
+    """What a form's fields got wrong, by field name: from the API's input model, or from a
+    service's refusal naming fields (`errors`); one refusal naming none is the form's."""
+    if isinstance(error, ValidationError):
+        return {str(e["loc"][0]) if e["loc"] else "form": e["msg"] for e in error.errors()}
+    named = {e["field"]: e["message"] for e in error.errors or () if "field" in e}
+    return named or {"form": error.detail}
 
 
 def back_to(endpoint: str, done: str, **values: Any) -> Response:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import Row, Table, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from backoffice import work
+from backoffice import activity, work
 from backoffice.database import utcnow
 from backoffice.errors import Conflict, NotFound
 from backoffice.extensions import db
@@ -161,3 +162,45 @@ def perform(attempt: work.Attempt) -> work.Outcome:
     return work.Outcome(
         JobStatus.SUCCEEDED, {"result": result, "result_csv": csv_text, "progress": 100}
     )
+
+
+# --- the overview's figures (`backoffice.activity`) -------------------------------------
+
+#: The run durations the overview charts: (label, the shortest run it holds, in seconds).
+DURATION_BUCKETS = (
+    ("under 1 s", 0.0),
+    ("1 to 10 s", 1.0),
+    ("10 to 60 s", 10.0),
+    ("1 to 5 min", 60.0),
+    ("5 min or more", 300.0),
+)
+
+
+def count_run_durations(start: datetime, end: datetime) -> dict[str, float]:
+    """Runs that ended (succeeded or failed) in `[start, end)`, by duration bucket (the last
+    attempt's). A range of the `(status, finished_at)` index per status."""
+    ended = db.session.execute(
+        select(JOBS.c.started_at, JOBS.c.finished_at).where(
+            JOBS.c.status.in_((JobStatus.SUCCEEDED, JobStatus.FAILED)),
+            JOBS.c.finished_at >= start,
+            JOBS.c.finished_at < end,
+        )
+    )
+    counted: dict[str, float] = {}
+    for started_at, finished_at in ended:
+        if started_at is None:
+            continue
+        seconds = (finished_at - started_at).total_seconds()
+        label = next(label for label, least in reversed(DURATION_BUCKETS) if seconds >= least)
+        counted[label] = counted.get(label, 0.0) + 1
+    return counted
+
+
+#: Tallied each hour by the worker (`activity.Tally`), read by `run_durations`.
+DURATIONS = activity.Tally("job_run_durations", count_run_durations)
+
+
+def run_durations(hours: int = 24) -> dict[str, float]:
+    """Runs ended in the last `hours` hours by duration bucket, every bucket named."""
+    totals = activity.hourly(DURATIONS.series, hours).totals()
+    return {label: totals.get(label, 0.0) for label, _ in DURATION_BUCKETS}

@@ -43,6 +43,8 @@ ADMIN_ONLY_FIELDS = frozenset({"role", "active"})
 BAD_CREDENTIALS = "The email or password is not correct."
 #: Who is asking to create a user: nobody (no credentials), a member, or an admin.
 Caller = Literal["anonymous", "member", "admin"]
+#: Every role a user may hold, for the forms that offer a choice of them.
+ROLES: tuple[str, ...] = tuple(Role)
 
 
 #: What only the person who knows the password changes of their own account: a stolen
@@ -113,12 +115,18 @@ def get_user(user_id: uuid.UUID) -> User:
     return user
 
 
+def find_by_email(email: str) -> User | None:
+    """The user with this email, compared in its canonical form (as at login), if any:
+    for a screen that looks someone up by the address a person types."""
+    return _by_email(email)
+
+
 def emails_of(user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """The email address of each of these users (a page's owners: one query, not one per
-    row); an id with no user is absent."""
+    """Each of these users' email, in one query (a page's owners, say); the deleted ones
+    are absent."""
     if not user_ids:
         return {}
-    rows = db.session.execute(select(User.id, User.email).where(User.id.in_(set(user_ids))))
+    rows = db.session.execute(select(USERS.c.id, USERS.c.email).where(USERS.c.id.in_(user_ids)))
     return {row.id: row.email for row in rows}
 
 

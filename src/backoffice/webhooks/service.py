@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 from flask import Flask, current_app
-from sqlalchemy import Row, Select, Table, bindparam, select
+from sqlalchemy import Row, Select, Table, bindparam, func, select
 
-from backoffice import work
+from backoffice import activity, work
 from backoffice.database import autocommit, first_id_at, upsert_insert
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
@@ -329,3 +329,28 @@ def perform(attempt: work.Attempt) -> work.Outcome:
         return work.Outcome(EventStatus.IGNORED)
     handler(attempt.row.payload, attempt)
     return work.Outcome(EventStatus.PROCESSED, {"last_error": None})
+
+
+# --- the overview's figures (`backoffice.activity`) -------------------------------------
+
+#: The outcomes an event can end with, as the overview charts them.
+FINISHED = (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.FAILED)
+
+
+def count_outcomes(start: datetime, end: datetime) -> dict[str, float]:
+    """Events that finished in `[start, end)`, by status: one range of the
+    `(status, finished_at)` index per status, so an hour costs what that hour holds."""
+    counted = select(EVENTS.c.status, func.count()).where(
+        EVENTS.c.status.in_(FINISHED), EVENTS.c.finished_at >= start, EVENTS.c.finished_at < end
+    )
+    found = db.session.execute(counted.group_by(EVENTS.c.status))
+    return {str(status): float(count) for status, count in found}
+
+
+#: Tallied each hour by the worker (`activity.Tally`), read by `outcomes_per_hour`.
+OUTCOMES = activity.Tally("webhook_outcomes", count_outcomes)
+
+
+def outcomes_per_hour(hours: int = 24) -> activity.Hourly:
+    """Events finished per hour by outcome, the last `hours` hours, as last tallied."""
+    return activity.hourly(OUTCOMES.series, hours)
