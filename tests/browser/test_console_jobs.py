@@ -54,7 +54,7 @@ def test_cancel_a_running_job_and_see_it_stop(
     member = console_server.make_user()
     job_id, trace = slow_job(member.id, 900)  # 90 s if nobody stops it
     sign_in(page, member.email, member.password)
-    page.get_by_role("link", name="Jobs").click()
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Jobs").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Jobs")
     check_accessibility(page)
     page.get_by_role("link", name="slow").click()

@@ -60,7 +60,7 @@ def test_replay_a_failed_event_and_see_it_processed(
     event_id = failed_event(note="a parcel was lost")
     failed_event()
     sign_in(page, console_server.admin.email, console_server.admin.password)
-    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Webhooks").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Webhook events")
     page.get_by_label("Status").select_option("failed")
     page.get_by_role("button", name="Filter", exact=True).click()
