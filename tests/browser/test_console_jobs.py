@@ -48,6 +48,7 @@ def progress_of(page: Page) -> int:
     return int(page.locator("progress").get_attribute("value") or 0)
 
 
+@pytest.mark.screenshots
 def test_cancel_a_running_job_and_see_it_stop(
     page: Page, console_server, sign_in, slow_job, in_db, check_accessibility, screenshot
 ):
@@ -80,6 +81,7 @@ def test_cancel_a_running_job_and_see_it_stop(
     assert (stored.status, stored.lease_until, stored.result) == ("cancelled", None, None)
 
 
+@pytest.mark.screenshots
 def test_replay_a_finished_job_and_download_a_report(
     page: Page, console_server, sign_in, in_db, check_accessibility, screenshot
 ):

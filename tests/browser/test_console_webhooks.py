@@ -54,6 +54,7 @@ def status_of(in_db, event_id: uuid.UUID) -> str:
     return str(in_db(lambda: db.session.get(WebhookEvent, event_id).status))
 
 
+@pytest.mark.screenshots
 def test_replay_a_failed_event_and_see_it_processed(
     page: Page, console_server, sign_in, failed_event, in_db, check_accessibility, screenshot
 ):
