@@ -32,6 +32,14 @@ def new_id() -> uuid.UUID:
     return uuid_utils.uuid7()
 
 
+def first_id_at(moment: datetime) -> uuid.UUID:
+    """The smallest id `new_id` can make at or after `moment` (greater than every id made
+    before it): the id's first 48 bits are its millisecond, so a time bound on rows is a
+    bound on their ids, and a time filter stays a keyset range on the primary key."""
+    millisecond = int(moment.timestamp() * 1000)
+    return uuid.UUID(int=max(millisecond, 0) << 80)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -239,6 +239,28 @@ def requeue(queue: WorkQueue, row_id: uuid.UUID, **values: Any) -> bool:
         return False
     send(queue, row_id)
     return True
+
+
+def requeue_many(
+    queue: WorkQueue, row_ids: Sequence[uuid.UUID], only: str, **values: Any
+) -> list[uuid.UUID]:
+    """Make the rows among `row_ids` still in status `only` wait to be run again (in one
+    UPDATE, one commit), then send each; the ids that were requeued. A row whose status
+    changed since its id was read is left as it is."""
+    table = queue.table
+    done = db.session.execute(
+        update(table)
+        .where(table.c.id.in_(row_ids), table.c.status == only)
+        .values(
+            status=queue.waiting, enqueued_at=None, lease_until=None, finished_at=None, **values
+        )
+        .returning(table.c.id)
+    )
+    requeued = list(done.scalars())
+    db.session.commit()
+    for row_id in requeued:
+        send(queue, row_id)
+    return requeued
 
 
 # --- the worker side ----------------------------------------------------------------

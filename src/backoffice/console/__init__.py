@@ -6,7 +6,7 @@ refreshes what changes by itself (a running job's progress). Every asset is the 
 Each module below adds its pages to the blueprint (`pages.bp`).
 """
 
-from backoffice.console import items, keys, orders, routes, todos, users
+from backoffice.console import items, jobs, keys, orders, routes, todos, users, webhooks
 from backoffice.console.pages import bp
 
-__all__ = ["bp", "items", "keys", "orders", "routes", "todos", "users"]
+__all__ = ["bp", "items", "jobs", "keys", "orders", "routes", "todos", "users", "webhooks"]

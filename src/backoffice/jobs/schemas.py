@@ -5,7 +5,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, RootModel, StrictStr
 
-from backoffice.jobs.models import JobStatus
+# Re-exported: the console reads the status and type words from here (not the models).
+from backoffice.jobs.models import JobStatus as JobStatus
+from backoffice.jobs.models import JobType as JobType
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backoffice.schemas import InputModel, OutputModel, Timestamp
 

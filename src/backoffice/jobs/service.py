@@ -84,24 +84,63 @@ def visible_job(job_id: uuid.UUID, viewer: Viewer) -> Job:
     return visible_to(Job, "job", job_id, viewer)
 
 
-def list_jobs(viewer: Viewer, limit: int, cursor: str | None) -> Page[Row[Any]]:
+#: A job that has ended: it may be replayed (as a new job), never cancelled.
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def list_jobs(
+    viewer: Viewer,
+    limit: int,
+    cursor: str | None,
+    status: str | None = None,
+    job_type: str | None = None,
+) -> Page[Row[Any]]:
+    """The viewer's jobs (everyone's for an admin), newest first; by status and type if
+    given. The same keyset range on the id as without a filter: no count, no offset."""
     query = VISIBLE_COLUMNS
     if not viewer.is_admin:
         query = query.where(JOBS.c.user_id == viewer.user_id)
+    if status is not None:
+        query = query.where(JOBS.c.status == status)
+    if job_type is not None:
+        query = query.where(JOBS.c.type == job_type)
     return paginate("jobs", query, Job.id, limit, cursor)
 
 
-def cancel_job(job_id: uuid.UUID, viewer: Viewer) -> None:
+def cancel_job(job_id: uuid.UUID, viewer: Viewer, running_too: bool = False) -> None:
+    """Cancel a queued job; with `running_too`, a running one as well (the console does).
+
+    A running job is cancelled by taking it out of `running` (its lease released) in one
+    fenced UPDATE: its attempt is fenced out (`work.record` only writes a row still
+    running under that attempt), so nothing it computes is recorded, and its next
+    progress report (`Attempt.renew`) finds the row no longer its own, raises
+    `work.LeaseLost` and stops the run. A runner reports progress at least once per
+    JOB_LEASE_SECONDS (or its lease would lapse), so the worker stops within that bound;
+    the runners here report every REPORT_BATCH items. The API's DELETE keeps the
+    contract's "cancels a queued job" (409 once it runs).
+    """
     job = visible_job(job_id, viewer)
+    cancellable = [JobStatus.QUEUED, JobStatus.RUNNING] if running_too else [JobStatus.QUEUED]
     cancelled = db.session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+        .where(Job.id == job.id, Job.status.in_(cancellable))
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
     )
     commit()
     if cancelled.rowcount == 0:  # type: ignore[attr-defined]
         db.session.refresh(job)
-        raise Conflict(f"Only a queued job can be cancelled; this one is {job.status}.")
+        allowed = "a queued or running job" if running_too else "a queued job"
+        raise Conflict(f"Only {allowed} can be cancelled; this one is {job.status}.")
+
+
+def replay_job(job_id: uuid.UUID, viewer: Viewer) -> Job:
+    """Run a finished job again: a new job of the same type and input for the same owner,
+    through `create_job` (so whatever holds for starting a job holds for a replay). The
+    old job stays as it ended."""
+    job = visible_job(job_id, viewer)
+    if job.status not in FINISHED:
+        raise Conflict(f"Only a finished job can be replayed; this one is {job.status}.")
+    return create_job(job.user_id, job.type, dict(job.input))
 
 
 def job_result_csv(job_id: uuid.UUID, viewer: Viewer) -> str:

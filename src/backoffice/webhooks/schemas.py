@@ -7,7 +7,9 @@ from pydantic import Field
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backoffice.schemas import InputModel, OutputModel, Timestamp
-from backoffice.webhooks.models import EventStatus
+
+# Re-exported: the console reads the status words from here (not the models).
+from backoffice.webhooks.models import EventStatus as EventStatus
 from backoffice.webhooks.service import INT64, MAX_DELIVERY_ID, MAX_EVENT_TYPE
 
 #: Text read from a delivery holds no control characters (U+0000-U+001F, U+007F-U+009F).

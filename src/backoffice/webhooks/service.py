@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 from flask import Flask, current_app
-from sqlalchemy import Row, Table, bindparam, func, select
+from sqlalchemy import Row, Select, Table, bindparam, func, select
 
 from backoffice import activity, work
-from backoffice.database import autocommit, upsert_insert
+from backoffice.database import autocommit, first_id_at, upsert_insert
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.housekeeping import Retention
@@ -85,6 +85,9 @@ INSERT_NEW = {
 FIRST_COPY = select(EVENTS.c.id).where(
     EVENTS.c.source == bindparam("source"), EVENTS.c.delivery_id == bindparam("delivery_id")
 )
+#: "Replay every failed event matching": rows per transaction, and per request.
+REPLAY_BATCH = 200
+REPLAY_MOST = 5000
 LISTED_COLUMNS = select(*(c for c in EVENTS.columns if c.name not in {"raw_body", "payload"}))
 
 
@@ -223,17 +226,38 @@ def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[uuid.UUID, 
     return created, True
 
 
+def _matching(
+    query: Select[Any],
+    source: str | None,
+    event_type: str | None,
+    status: str | None,
+    received_from: datetime | None,
+    received_before: datetime | None,
+) -> Select[Any]:
+    """`query` narrowed to the events that match: by equality, and by the time they were
+    received as a range on the UUIDv7 id (`first_id_at`), so a page stays a keyset range."""
+    for column, value in (("source", source), ("event_type", event_type), ("status", status)):
+        if value is not None:
+            query = query.where(EVENTS.c[column] == value)
+    if received_from is not None:
+        query = query.where(EVENTS.c.id >= first_id_at(received_from))
+    if received_before is not None:
+        query = query.where(EVENTS.c.id < first_id_at(received_before))
+    return query
+
+
 def list_events(
     limit: int,
     cursor: str | None,
     source: str | None = None,
     event_type: str | None = None,
     status: str | None = None,
+    received_from: datetime | None = None,
+    received_before: datetime | None = None,
 ) -> Page[Row[Any]]:
-    query = LISTED_COLUMNS
-    for column, value in (("source", source), ("event_type", event_type), ("status", status)):
-        if value is not None:
-            query = query.where(EVENTS.c[column] == value)
+    """Stored events, newest first, matching every filter given (received from
+    `received_from`, and before `received_before`)."""
+    query = _matching(LISTED_COLUMNS, source, event_type, status, received_from, received_before)
     return paginate("webhook-events", query, WebhookEvent.id, limit, cursor)
 
 
@@ -249,6 +273,43 @@ def replay(event_id: uuid.UUID) -> WebhookEvent:
     if not work.requeue(QUEUE, event_id, last_error=None):
         raise NotFound("webhook event", event_id)
     return get_event(event_id)
+
+
+def replay_failed(
+    source: str | None = None,
+    event_type: str | None = None,
+    received_from: datetime | None = None,
+    received_before: datetime | None = None,
+    batch: int = REPLAY_BATCH,
+    most: int = REPLAY_MOST,
+) -> int:
+    """Process again every failed event that matches (as `list_events` filters), at most
+    `most` of them; how many were replayed.
+
+    In batches of `batch`, oldest first, each one transaction: the ids are read, then one
+    UPDATE fenced on `failed` makes them wait again (an event replayed or changed since it
+    was read is left alone), then each is sent. The keyset walks forward, so an event
+    that fails again while this runs is not replayed twice. The caller reports the count;
+    `most` keeps one request's work bounded (a count of `most` may mean more remain).
+    """
+    query = _matching(
+        select(EVENTS.c.id),
+        source,
+        event_type,
+        EventStatus.FAILED,
+        received_from,
+        received_before,
+    ).order_by(EVENTS.c.id)
+    replayed, after = 0, None
+    while replayed < most:
+        page = query if after is None else query.where(EVENTS.c.id > after)
+        ids = db.session.scalars(page.limit(min(batch, most - replayed))).all()
+        if not ids:
+            break
+        after = ids[-1]
+        requeued = work.requeue_many(QUEUE, ids, QUEUE.failed, last_error=None)
+        replayed += len(requeued)
+    return replayed
 
 
 def init_handlers(app: Flask, handlers: Mapping[str, Handler]) -> None:
