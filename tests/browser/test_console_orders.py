@@ -39,6 +39,7 @@ def _paid_order(console_server) -> str:
     return str(order_id)
 
 
+@pytest.mark.screenshots
 def test_an_admin_fulfils_a_paid_order(
     console_server, page, sign_in, check_accessibility, screenshot
 ):

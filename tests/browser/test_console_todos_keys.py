@@ -3,7 +3,10 @@ a key (shown once) and revokes it; each page passes axe-core."""
 
 from __future__ import annotations
 
+import pytest
 
+
+@pytest.mark.screenshots
 def test_a_member_adds_a_todo_and_marks_it_done(
     console_server, page, sign_in, check_accessibility, screenshot
 ):
@@ -21,6 +24,7 @@ def test_a_member_adds_a_todo_and_marks_it_done(
     check_accessibility(page)
 
 
+@pytest.mark.screenshots
 def test_a_member_creates_a_key_once_and_revokes_it(
     console_server, page, sign_in, check_accessibility, screenshot
 ):

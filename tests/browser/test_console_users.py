@@ -3,9 +3,12 @@ member's next click is refused (sent to sign in); the users pages pass axe-core.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.browser.conftest import TIMEOUT_MS, VIEWPORT
 
 
+@pytest.mark.screenshots
 def test_a_deactivated_members_next_click_is_refused(
     console_server, browser, page, sign_in, check_accessibility, screenshot
 ):
