@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 
 from backoffice import housekeeping, work
+from backoffice.activity import ActivityFigure
 from backoffice.auth.models import RevokedToken
 from backoffice.database import new_id, utcnow
 from backoffice.extensions import db
@@ -53,6 +54,7 @@ MODELS = {
     "revoked_tokens": RevokedToken,
     "jobs": Job,
     "webhook_events": WebhookEvent,
+    "activity_figures": ActivityFigure,
 }
 
 on_postgresql_only = pytest.mark.parametrize(
@@ -103,6 +105,11 @@ def webhook_event(status: str, finished_at: datetime | None) -> WebhookEvent:
         status=status,
         finished_at=finished_at,
     )
+
+
+def figure(hour: datetime, number: int) -> ActivityFigure:
+    """A figure the console's overview reads (`backoffice.activity`), tallied for `hour`."""
+    return ActivityFigure(series="requests", hour=hour, label=f"label-{number}", value=1.0)
 
 
 def add(app: APIFlask, rows: dict[str, Any]) -> dict[str, Any]:
@@ -269,6 +276,7 @@ def test_a_retention_of_zero_days_keeps_forever(make_app, database_url, member):
         "revoked_tokens": 0,
         "jobs": 0,
         "webhook_events": 0,
+        "activity_figures": 0,
     }
     assert survivors(forever, Job, ids) == {"job"}
     assert survivors(forever, WebhookEvent, ids) == {"processed", "failed"}
@@ -472,6 +480,7 @@ def fill_every_table(app: APIFlask, owner: uuid.UUID, count: int) -> dict[str, i
         db.session.add_all([revoked(NOW - SECOND) for _ in range(count)])
         db.session.add_all([job(owner, "succeeded", old) for _ in range(count)])
         db.session.add_all([webhook_event("processed", old) for _ in range(count)])
+        db.session.add_all([figure(old, n) for n in range(count)])
         db.session.commit()
     return dict.fromkeys(housekeeping.tables(app), count)
 
@@ -556,9 +565,16 @@ def test_flask_prune_dry_run_counts_and_deletes_nothing(app, member, in_db):
         "revoked_tokens: 1 would be deleted",
         "jobs: 1 would be deleted",
         "webhook_events: 1 would be deleted",
+        "activity_figures: 0 would be deleted",
     ]
     stored = {name: in_db(lambda m=model: count_rows(m)) for name, model in MODELS.items()}
-    assert stored == {"idempotency_records": 2, "revoked_tokens": 1, "jobs": 2, "webhook_events": 1}
+    assert stored == {
+        "idempotency_records": 2,
+        "revoked_tokens": 1,
+        "jobs": 2,
+        "webhook_events": 1,
+        "activity_figures": 0,
+    }
 
     real = runner.invoke(args=["prune"])
     assert real.exit_code == 0, real.output
@@ -567,6 +583,7 @@ def test_flask_prune_dry_run_counts_and_deletes_nothing(app, member, in_db):
         "revoked_tokens: 1 deleted",
         "jobs: 1 deleted",
         "webhook_events: 1 deleted",
+        "activity_figures: 0 deleted",
     ]
     assert in_db(lambda: count_rows(Job)) == 1
 
@@ -588,6 +605,7 @@ def test_overdue_ages_name_how_long_the_most_overdue_row_has_been_due(app, membe
         "revoked_tokens": None,
         "jobs": 86400.0,
         "webhook_events": None,
+        "activity_figures": None,
     }
     prune(app)
     with app.app_context():
