@@ -158,8 +158,10 @@ def queue_settings(
         "WEBHOOK_LEASE_SECONDS": JOB_LEASE_SECONDS,
         "RELAY_INTERVAL_SECONDS": "0.5",
         "RESEND_UNCLAIMED_SECONDS": RESEND_UNCLAIMED_SECONDS,
-        # Test workers prune only where a test asks them to (it would race the others).
+        # Test workers prune and tally the overview's figures only where a test asks them
+        # to (either would race the tests that prune or tally themselves).
         "PRUNE_INTERVAL_SECONDS": "0",
+        "ACTIVITY_INTERVAL_SECONDS": "0",
     }
 
 

@@ -13,6 +13,7 @@ from backoffice.orders import service as orders
 from backoffice.orders.models import Order, OrderStatus
 from backoffice.webhooks import service as webhooks
 from backoffice.webhooks.models import EventStatus, WebhookEvent
+from tests.support import eventually
 
 NOW = datetime(2026, 12, 6, 10, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -175,3 +176,21 @@ def test_job_runs_are_counted_by_duration_bucket(app, member):
             "10 to 60 s": 1.0,
             "5 min or more": 1.0,
         }
+
+
+def test_a_worker_tallies_on_its_schedule(app, start_worker):
+    """A real worker with ACTIVITY_INTERVAL_SECONDS set records the figures by itself:
+    the queues' snapshot appears without anyone asking."""
+    with app.app_context():
+        assert activity.latest_snapshots("queue:")[0] is None
+    worker = start_worker(ACTIVITY_INTERVAL_SECONDS="0.2")
+    try:
+
+        def tallied() -> datetime | None:
+            with app.app_context():
+                return activity.latest_snapshots("queue:")[0]
+
+        eventually(tallied)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

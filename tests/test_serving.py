@@ -12,6 +12,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +123,11 @@ def front(app) -> ThreadedWSGI:
 
 
 def serve(front: ThreadedWSGI, scope: Scope, protocol: Protocol) -> Protocol:
-    asyncio.run(front.__rsgi__(scope, protocol))
+    """Serve one request on an event loop of its own, in a thread of its own, as Granian
+    would: this test's thread may already run a loop (Playwright's, in a process that ran
+    a browser test before), and asyncio runs one loop per thread."""
+    with ThreadPoolExecutor(1) as loop_thread:
+        loop_thread.submit(asyncio.run, front.__rsgi__(scope, protocol)).result()
     return protocol
 
 
