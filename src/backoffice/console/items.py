@@ -8,7 +8,7 @@ from typing import Any
 from flask import render_template, request
 from pydantic import ValidationError
 
-from backoffice.console.pages import audit, back_to, bp, cursor_arg, page_limit
+from backoffice.console.pages import audit, back_to, bp, cursor_arg, field_errors, page_limit
 from backoffice.errors import StaleVersion
 from backoffice.items import service as items
 from backoffice.items.schemas import ItemIn, ItemQuery, ItemReplace
@@ -20,10 +20,6 @@ MESSAGES = {
     "saved": "The item was saved.",
     "deleted": "The item was deleted.",
 }
-
-
-def _field_errors(error: ValidationError) -> dict[str, str]:
-    return {str(e["loc"][0]) if e["loc"] else "form": e["msg"] for e in error.errors()}
 
 
 def _item_form() -> dict[str, Any]:
@@ -46,7 +42,7 @@ def item_list() -> Any:
             {"q": request.args.get("q") or None, "cursor": cursor_arg(), "limit": page_limit()}
         )
     except ValidationError as error:
-        return render_template("console/items.html", page=None, errors=_field_errors(error)), 400
+        return render_template("console/items.html", page=None, errors=field_errors(error)), 400
     page = items.list_items(query.limit, query.cursor, query.q)
     return render_template(
         "console/items.html",
@@ -63,7 +59,7 @@ def item_create() -> Any:
     try:
         new = ItemIn.model_validate(form)
     except ValidationError as error:
-        page = render_template("console/item_new.html", form=form, errors=_field_errors(error))
+        page = render_template("console/item_new.html", form=form, errors=field_errors(error))
         return page, 422
     row = items.create_item(new.name, new.description, new.quantity)
     audit("item.create", item=str(row.id))
@@ -98,7 +94,7 @@ def item_save(item_id: uuid.UUID) -> Any:
     except ValidationError as error:
         current = items.get_item(item_id)
         page = render_template(
-            "console/item_edit.html", item=current, form=form, errors=_field_errors(error)
+            "console/item_edit.html", item=current, form=form, errors=field_errors(error)
         )
         return page, 422
     try:

@@ -11,7 +11,15 @@ from typing import Any
 from flask import render_template, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from backoffice.console.pages import admin_only, audit, back_to, bp, cursor_arg, page_limit
+from backoffice.console.pages import (
+    admin_only,
+    audit,
+    back_to,
+    bp,
+    cursor_arg,
+    field_errors,
+    page_limit,
+)
 from backoffice.webhooks import service as webhooks
 from backoffice.webhooks.schemas import EventStatus
 
@@ -64,10 +72,6 @@ def _read_filter(values: Any) -> tuple[EventFilter, dict[str, str]]:
     return EventFilter.model_validate(given), given
 
 
-def _field_errors(error: ValidationError) -> dict[str, str]:
-    return {str(e["loc"][0]) if e["loc"] else "form": e["msg"] for e in error.errors()}
-
-
 def _page(template: str, **values: Any) -> str:
     return render_template(
         f"console/{template}.html",
@@ -91,7 +95,7 @@ def event_list() -> Any:
     try:
         chosen, given = _read_filter(request.args)
     except ValidationError as error:
-        errors = _field_errors(error)
+        errors = field_errors(error)
         return _page("events", page=None, given={}, errors=errors), 400
     page = webhooks.list_events(
         page_limit(), cursor_arg(), status=chosen.status, **chosen.service_filters()
@@ -107,7 +111,7 @@ def event_replay_failed() -> Any:
     try:
         chosen, given = _read_filter(request.form)
     except ValidationError as error:
-        errors = _field_errors(error)
+        errors = field_errors(error)
         return _page("events", page=None, given={}, errors=errors), 422
     count = webhooks.replay_failed(**chosen.service_filters())
     audit("webhooks.replay_failed", count=count, **given)
