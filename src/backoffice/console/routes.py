@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import current_app, g, redirect, render_template, request, url_for
 from flask_limiter.util import get_remote_address
 from pydantic import ValidationError
 
@@ -35,7 +35,7 @@ def _next_page() -> str:
 def sign_in() -> Any:
     """The same users, password check and login limit as `POST {prefix}/auth/token`."""
     if request.method == "GET":
-        if session.session_principal() is not None:
+        if g.console_principal is not None:  # checked once, by the blueprint's before_request
             return redirect(_next_page(), 303)
         return render_template("console/sign_in.html", next=_next_page())
     try:
