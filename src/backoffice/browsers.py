@@ -12,6 +12,10 @@
   (tokens), are `Cache-Control: no-store`.
 - `Strict-Transport-Security` on answers to HTTPS requests when `HSTS_MAX_AGE` is set
   (behind a proxy, HTTPS as `X-Forwarded-Proto` says, when `PROXY_FIX_X_PROTO` trusts it).
+
+Not flask-talisman: a few fixed headers and a CSP per endpoint are all we send, and its
+defaults (HTTPS redirect, cookie rewriting) fight a TLS-terminating proxy
+(docs/architecture/libraries.md).
 """
 
 from __future__ import annotations

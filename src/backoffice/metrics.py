@@ -19,6 +19,9 @@ and must stay cheap (the read path is benchmarked): per request, a middleware an
 `after_request` hook, one context lookup, a cached series, four writes. Jobs and webhook
 events are read from the database at scrape time, one grouped query per queue, by
 *readers*: `add_reader(app, name, reader)` is the hook for more scrape-time values.
+
+Not prometheus-flask-exporter: its multi-process mode is built on Gunicorn/uWSGI hooks and it
+adds two hooks per request (docs/architecture/libraries.md).
 """
 
 from __future__ import annotations

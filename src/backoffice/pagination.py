@@ -4,7 +4,8 @@ A page is `WHERE id < :last ORDER BY id DESC LIMIT :n+1` on the UUIDv7 primary k
 an index range scan that costs the same at row 10 and at row 10,000,000. The cursor
 is the last id, signed with the app's secret so a client can neither forge nor
 tamper with it; a bad one is a 400. (How a page is answered, with its `Link`: the
-output path, `backoffice.output`.)
+output path, `backoffice.output`.) Not sqlakeyset: one key column needs one `WHERE`, and its
+typed multi-column bookmarks would need the same signing (docs/architecture/libraries.md).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ is split into lines here, so a 20 MB line is refused at 4 MiB, not held whole fi
 Retries: one, and only when the connection could not be made (`httpx.ConnectError`: the
 request was never sent). A timeout or a failure after the request went out is not
 retried: the model server may be working on it, and the tokens are spent either way.
+
+Not the `openai` SDK or httpx-sse: neither caps a streamed answer's size or line length as it
+arrives nor gives a whole-call deadline (docs/architecture/libraries.md).
 """
 
 from __future__ import annotations
