@@ -170,7 +170,7 @@ def _check_lease(queue: WorkQueue, config: Mapping[str, Any]) -> None:
     if setting not in config:
         raise RuntimeError(
             f"queue {queue.name!r}: its lease setting {setting} is not a setting "
-            "(declare it in config.Config and config.ENVIRONMENT)"
+            "(declare it in config.Config)"
         )
     seconds = config[setting]
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
