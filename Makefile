@@ -64,6 +64,9 @@ bench-console: install ## Console pages' server time at 100,000 items and 1,000,
 profile: install ## In-process CPU per request and its breakdown, with call counts (PostgreSQL)
 	PYTHONHASHSEED=0 $(UV) run python -m bench.profile $(BENCH_ARGS)
 
+settings: install ## Write docs/configuration.md's tables and .env.example from src/backoffice/config.py
+	$(UV) run python -m backoffice.config_docs --write
+
 migrate: install
 	$(UV) run flask db upgrade
 

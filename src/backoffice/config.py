@@ -23,6 +23,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self, get_args, get_origin
 
@@ -810,6 +811,108 @@ RETIRED = {
         "`flask auth import-revocations <its URL>` (rate limits in Redis: RATELIMIT_STORAGE_URI)"
     ),
 }
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A variable read outside `app.config`: by the process, a server or a script. It is
+    documented beside the settings (the configuration page, `.env.example`)."""
+
+    name: str
+    #: The default, as the configuration page says it (Markdown).
+    default: str
+    description: str
+    #: The line `.env.example` shows, commented out.
+    line: str
+    #: The group of settings it is listed with, at the head of it.
+    section: str
+
+
+#: Every variable read outside the settings, each where its readers are named.
+PROCESS_VARIABLES = (
+    Variable(
+        "APP_ENV",
+        "`development`",
+        "The profile: `development`, `testing` or `production` (`load_settings`). Production "
+        "refuses to start with the default or a short `SECRET_KEY`, or without `DATABASE_URL` "
+        "or `TRUSTED_HOSTS`.",
+        "APP_ENV=development",
+        "Profile and secrets",
+    ),
+    Variable(
+        "INSTANCE_PATH",
+        "`./instance`",
+        "Folder for the SQLite files (database, embedded broker), `config.py` overrides and "
+        "`make run`'s lock (`run.lock`).",
+        "INSTANCE_PATH=./instance",
+        "Storage",
+    ),
+    Variable(
+        "HOST",
+        "`127.0.0.1`",
+        "Where `make run` / `deploy/serve` listen (`backoffice.run`).",
+        "HOST=127.0.0.1",
+        "HTTP",
+    ),
+    Variable(
+        "PORT",
+        "`5000`",
+        "The port they listen on. `make run` refuses a port something else listens on.",
+        "PORT=5000",
+        "HTTP",
+    ),
+    Variable(
+        "GRANIAN_*",
+        "see `deploy/granian.env`",
+        "Any Granian setting (workers, threads, timeouts) overrides the checked-in file.",
+        "GRANIAN_WORKERS=2",
+        "HTTP",
+    ),
+    Variable(
+        "WEB_CONCURRENCY",
+        "twice the cores",
+        "Gunicorn's worker processes (`deploy/gunicorn.conf.py`), when it serves instead of "
+        "Granian; its threads per worker are `SERVER_THREADS`.",
+        "WEB_CONCURRENCY=4",
+        "HTTP",
+    ),
+    Variable(
+        "ADMIN_EMAIL",
+        "unset",
+        "At start-up (`make run`, the container), create this admin if no admin exists. Both "
+        "`ADMIN_EMAIL` and `ADMIN_PASSWORD`, or neither: one without the other is refused "
+        "(`admin_credentials`).",
+        "ADMIN_EMAIL=admin@example.com",
+        "People and sign-in",
+    ),
+    Variable(
+        "ADMIN_PASSWORD",
+        "unset",
+        "That admin's password.",
+        "ADMIN_PASSWORD=change-me-please",
+        "People and sign-in",
+    ),
+    Variable(
+        "PROMETHEUS_MULTIPROC_DIR",
+        "`./instance/prometheus` (set by `deploy/serve`, the Procfile, the image: "
+        "`/app/prometheus`)",
+        "Where every process of the host writes its metric values for `/metrics` to add up. "
+        "Read when Python starts, so it is an environment variable of the process, not a "
+        "setting; emptied by `deploy/serve` at each server start. A missing directory whose "
+        "parent exists is made by the first process; one whose parent is missing, a file, or "
+        "one the process may not write to stops every entry point with one line (exit 2). "
+        "Unset (`make dev`), a process serves only its own values.",
+        "PROMETHEUS_MULTIPROC_DIR=./instance/prometheus",
+        "Metrics and tracing",
+    ),
+    Variable(
+        "OTEL_SERVICE_NAME",
+        "`backoffice`",
+        "The service name on every span (with tracing on).",
+        "OTEL_SERVICE_NAME=backoffice",
+        "Metrics and tracing",
+    ),
+)
 
 
 def admin_credentials(environ: Mapping[str, str]) -> tuple[str, str] | None:
