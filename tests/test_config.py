@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
-from backoffice.config import DEFAULT_SECRET_KEY, ConfigError, load_settings
+from backoffice.config import (
+    DEFAULT_SECRET_KEY,
+    PROFILES,
+    Config,
+    ConfigError,
+    load_settings,
+)
 
 STRONG_SECRET = "s" * 40
 PG = "postgresql+psycopg://app@db/backoffice"
@@ -259,3 +266,114 @@ def test_redis_gives_back_what_a_dead_worker_held_after_the_resend_bound(make_ap
     assert options["visibility_timeout"] == 20
     assert (options["unacked_restore_interval"], options["unacked_restore_throttle"]) == (4, 1)
     assert load_settings({"APP_ENV": "development"})["RESEND_UNCLAIMED_SECONDS"] == 30
+
+
+def test_nothing_leaks_in_from_the_machine_when_a_dict_is_given(tmp_path, monkeypatch):
+    """A test's dict is the whole environment: not os.environ, not a .env file beside it."""
+    monkeypatch.setenv("API_PREFIX", "/from-os-environ")
+    monkeypatch.setenv("SERVER_THREADS", "0")  # would be refused, were it read
+    monkeypatch.delenv("APP_ENV", raising=False)
+    (tmp_path / ".env").write_text("API_PREFIX=/from-dotenv\nLOG_JSON=maybe\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"APP_ENV": "testing"})
+    assert (settings["API_PREFIX"], settings["SERVER_THREADS"]) == ("/api", 4)
+    with pytest.raises(ConfigError, match=r"^SERVER_THREADS must be a number from 1 to 256"):
+        load_settings()  # os.environ, when no dict is given
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "refusal"),
+    [
+        ("LOG_JSON", "maybe", "LOG_JSON must be true or false, not 'maybe'"),
+        ("REGISTRATION", "closed", "REGISTRATION must be 'open' or 'admin', not 'closed'"),
+        (
+            "LOG_LEVEL",
+            "loud",
+            "LOG_LEVEL must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL', not 'loud'",
+        ),
+        ("LLM_MODEL", "m" * 201, "LLM_MODEL must be at most 200 characters"),
+        ("MAX_CONTENT_LENGTH", "0", "MAX_CONTENT_LENGTH must be a positive number, not '0'"),
+        ("LLM_TIMEOUT", "3601", "LLM_TIMEOUT must be a positive number up to 3600, not '3601'"),
+        (
+            "PROXY_FIX_X_FOR",
+            "-1",
+            "PROXY_FIX_X_FOR must be a number of proxies, 0 or more, not '-1'",
+        ),
+        ("DB_POOL_SIZE", "many", "DB_POOL_SIZE must be a number, 1 or more, not 'many'"),
+        (
+            "JOB_RETENTION_DAYS",
+            "1.5",
+            "JOB_RETENTION_DAYS must be a number of days from 0 to 36500, not '1.5'",
+        ),
+        (
+            "CONSOLE_SESSION_LIFETIME",
+            "59",
+            "CONSOLE_SESSION_LIFETIME must be a number from 60 to 604800, not '59'",
+        ),
+        (
+            "JWT_ACCESS_TOKEN_EXPIRES",
+            "an hour",
+            "JWT_ACCESS_TOKEN_EXPIRES must be a positive number, not 'an hour'",
+        ),
+        (
+            "BODY_READ_TIMEOUT",
+            "inf",
+            "BODY_READ_TIMEOUT must be a number from 0.1 to 600, not 'inf'",
+        ),
+    ],
+)
+def test_a_value_outside_its_declaration_is_refused_in_words_made_from_it(variable, value, refusal):
+    """The type and bounds declared for a setting make the line that refuses it."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"APP_ENV": "testing", variable: value})
+    assert str(refused.value) == refusal
+
+
+def test_values_are_read_as_the_declaration_types_them():
+    settings = load_settings(
+        {
+            "LOG_LEVEL": " warning ",
+            "REGISTRATION": "Admin",
+            "LOG_JSON": "",
+            "JWT_ACCESS_TOKEN_EXPIRES": "60",
+            "WEBHOOK_UNSIGNED_SOURCES": "github, ,stripe",
+            "WEBHOOK_SECRETS": '{"github": "whsec_abc"}',
+            "DATABASE_URL": "",
+        }
+    )
+    assert (settings["LOG_LEVEL"], settings["REGISTRATION"]) == ("WARNING", "admin")
+    assert settings["LOG_JSON"] is False  # empty is false, as it always was
+    assert settings["JWT_ACCESS_TOKEN_EXPIRES"] == timedelta(seconds=60)
+    assert settings["WEBHOOK_UNSIGNED_SOURCES"] == frozenset({"github", "stripe"})
+    assert settings["WEBHOOK_SECRETS"] == {"github": "whsec_abc"}
+    assert settings["SQLALCHEMY_DATABASE_URI"] is None
+
+
+def test_each_profile_changes_only_declared_settings_and_keeps_flasks_constants():
+    for profile in PROFILES.values():
+        assert set(profile.defaults) <= set(Config.model_fields), profile.__name__
+    development, production = (
+        load_settings({}),
+        load_settings(
+            {
+                "APP_ENV": "production",
+                "SECRET_KEY": STRONG_SECRET,
+                "DATABASE_URL": PG,
+                "TRUSTED_HOSTS": "api.example.com",
+            }
+        ),
+    )
+    assert development["WEBHOOK_UNSIGNED_SOURCES"] == frozenset({"default"})
+    assert (development["LOG_JSON"], production["LOG_JSON"]) == (False, True)
+    assert (development["CONSOLE_COOKIE_SECURE"], production["CONSOLE_COOKIE_SECURE"]) == (
+        False,
+        True,
+    )
+    assert load_settings({"APP_ENV": "testing"})["PASSWORD_HASH_MEMORY_COST"] == 1024
+    assert production["JWT_TOKEN_LOCATION"] == ["headers"]
+    assert production["RATELIMIT_HEADERS_ENABLED"] is False
+    assert "defaults" not in production
+
+
+def test_every_setting_is_described():
+    assert [name for name, field in Config.model_fields.items() if not field.description] == []
