@@ -377,3 +377,14 @@ def test_each_profile_changes_only_declared_settings_and_keeps_flasks_constants(
 
 def test_every_setting_is_described():
     assert [name for name, field in Config.model_fields.items() if not field.description] == []
+
+
+def test_instance_config_overrides_from_the_instance_folder_only(make_app, tmp_path, monkeypatch):
+    """`instance/config.py` overrides the settings where INSTANCE_CONFIG is on; the
+    package's own config.py (the declaration) is never read as one."""
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    (tmp_path / "config.py").write_text("API_KEYS_PER_USER = 7\n")
+    app = make_app(DATABASE_URL="sqlite://", INSTANCE_CONFIG="true")
+    assert app.config["API_KEYS_PER_USER"] == 7
+    assert "DEFAULT_SECRET_KEY" not in app.config
+    assert make_app(DATABASE_URL="sqlite://").config["API_KEYS_PER_USER"] == 50  # testing: off

@@ -73,7 +73,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.session_interface = NoSessions()
     app.config.update(settings)
     if settings.get("INSTANCE_CONFIG"):
-        app.config.from_pyfile("config.py", silent=True)
+        # The instance folder's: a relative name would be read beside this package, where
+        # config.py is the settings' declaration itself.
+        app.config.from_pyfile(str(Path(app.instance_path) / "config.py"), silent=True)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{app.instance_path}/backoffice.db"
