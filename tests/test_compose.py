@@ -2,8 +2,9 @@
 
 The Procfile (`make run`) is what the suite exercises; compose is what deploys. Where they
 would drift unseen (the worker's Celery pool, where migrations run), these tests hold
-them together. `docker compose config` (or the older `docker-compose config`) checks the
-file against Compose's own schema.
+them together. The Compose Specification's JSON schema checks the file, and so does
+`docker compose config` (or the older `docker-compose config`), which also resolves the
+variables.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,22 @@ def test_nothing_else_runs_the_migrations() -> None:
     assert UPGRADE not in (ROOT / "deploy" / "serve").read_text()
     assert UPGRADE not in " ".join(procfile().values())
     assert '["flask", "db", "upgrade"]' in (ROOT / "src" / "backoffice" / "run.py").read_text()
+
+
+def test_the_file_follows_the_compose_specification() -> None:
+    """The Compose Specification's schema, as check-jsonschema vendors it (no network)."""
+    checked = subprocess.run(  # noqa: S603 (our own tool, our file)
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(ROOT / "compose.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def compose_command() -> list[str] | None:
