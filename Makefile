@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 # or the environment (or .env, for make run). After `make install` every tool the README
 # shows is in .venv/bin, with or without uv on the PATH.
 
-.PHONY: run dev test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console profile install migrate clean
+.PHONY: run dev test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console profile install migrate settings clean help
 
 run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run python -m backoffice.run
@@ -21,15 +21,15 @@ test: install lint typecheck pytest ## Lint, type-check and run every test
 # The layering (README, Layout): rule 1 is Ruff's banned-api (TID251), rules 2 and 3 are
 # import-linter's contracts; both declared in pyproject.toml. lint-imports runs from here,
 # the repository's root, where it finds the contract type of our own (lint/).
-lint: install
+lint: install ## Ruff (lint and format check) and the layering contracts (lint-imports)
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports --no-logo --no-cache
 
-typecheck: install
+typecheck: install ## mypy --strict over src, bench and lint
 	$(UV) run mypy
 
-pytest: install
+pytest: install ## The whole test suite with coverage (PYTEST_ARGS passes options on)
 	$(UV) run pytest -n auto --cov --cov-report=term $(PYTEST_ARGS)
 
 test-fast: install ## Every test but those that start Celery workers or Chromium: the quick loop while editing
@@ -67,10 +67,10 @@ profile: install ## In-process CPU per request and its breakdown, with call coun
 settings: install ## Write docs/configuration.md's tables and .env.example from src/backoffice/config.py
 	$(UV) run python -m backoffice.config_docs --write
 
-migrate: install
+migrate: install ## Upgrade the database to the latest migration (flask db upgrade)
 	$(UV) run flask db upgrade
 
-install: .venv/.installed
+install: .venv/.installed ## Install the locked dependencies into .venv (uv sync --frozen)
 
 .venv/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen
@@ -80,5 +80,10 @@ install: .venv/.installed
 	python3 -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv
 
-clean:
+clean: ## Remove .venv, .tools and the caches
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache .coverage*
+
+# Every target with a `## ` description, in the order they appear. Not the default goal:
+# a bare `make` still serves (run).
+help: ## List the targets and what each does
+	@awk -F ':[^#]*## ' '/^[a-zA-Z0-9_-]+:[^=]*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)

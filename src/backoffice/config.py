@@ -560,6 +560,27 @@ class Config(BaseSettings):
         examples=["http://127.0.0.1:4318"],
     )
 
+    SENTRY_DSN: str = Field(
+        "",
+        description="Where unexpected errors are reported: a Sentry project's DSN, "
+        "`https://<public key>@<host>/<project>` (needs the `sentry` extra). Unset: reporting "
+        "is off and the SDK is not imported. See Error reporting (operations).",
+        examples=["https://<public key>@o0.ingest.sentry.io/<project>"],
+        json_schema_extra=_section("Error reporting"),
+    )
+    SENTRY_ENVIRONMENT: Trimmed = Field(
+        "",
+        description="The environment errors are filed under (`production`, `staging`, ...). "
+        "Unset: `APP_ENV`.",
+        examples=["production"],
+    )
+    SENTRY_TRACES_SAMPLE_RATE: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of requests and tasks also traced to Sentry; `0` sends errors only.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -669,6 +690,19 @@ class Config(BaseSettings):
                 f"{info.field_name} must be an http:// or https:// URL, not {value!r}"
             )
         return url
+
+    @field_validator("SENTRY_DSN", mode="before")
+    @classmethod
+    def _sentry_dsn(cls, value: object) -> object:
+        """A Sentry DSN, or "" for none. Not repeated in the refusal: a credential of sorts."""
+        if not isinstance(value, str):
+            return value
+        dsn = value.strip()
+        if dsn and not (dsn.startswith(("http://", "https://")) and "@" in dsn):
+            raise ConfigError(
+                "SENTRY_DSN must read like https://<key>@<host>/<project>, or be empty"
+            )
+        return dsn
 
     @field_validator("LOGIN_RATE_LIMIT", "SIGNUP_RATE_LIMIT", "CHAT_RATE_LIMIT")
     @classmethod
