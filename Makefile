@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 # or the environment (or .env, for make run). After `make install` every tool the README
 # shows is in .venv/bin, with or without uv on the PATH.
 
-.PHONY: run dev test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console profile install migrate clean
+.PHONY: run dev docs docs-build test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console profile install migrate clean
 
 run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run python -m backoffice.run
@@ -17,6 +17,14 @@ dev: install migrate ## Flask's reloading development server
 	$(UV) run flask run --debug --host $${HOST:-127.0.0.1} --port $${PORT:-5000}
 
 test: install lint typecheck pytest ## Lint, type-check and run every test
+
+# The docs site (mkdocs.yml, pages in docs/). Its strict build runs in `make test` as
+# tests/test_docs_site.py; docs-build is the same build by hand, into site/.
+docs: install ## Serve the docs site on http://127.0.0.1:8000 (offline), rebuilt as pages change
+	$(UV) run mkdocs serve --dev-addr $${DOCS_ADDR:-127.0.0.1:8000}
+
+docs-build: install ## Build the docs site into site/, warnings (broken links, anchors) as errors
+	$(UV) run mkdocs build --strict
 
 # The layering (README, Layout): rule 1 is Ruff's banned-api (TID251), rules 2 and 3 are
 # import-linter's contracts; both declared in pyproject.toml. lint-imports runs from here,
