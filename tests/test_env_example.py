@@ -1,5 +1,5 @@
-"""`.env.example`, the configuration table (docs/configuration.md) and the code agree: every variable of
-the table is in the file, and every variable the code reads is in the table."""
+"""`.env.example`, the configuration table (docs/configuration.md) and the code agree: every
+variable of the table is in the file, and every variable the code reads is in the table."""
 
 from __future__ import annotations
 
