@@ -27,7 +27,7 @@ T = TypeVar("T")
 #: its negative is negative, and anything between is neutral.
 COMPOUND_THRESHOLD = 0.05
 #: Below this confidence the language is `und` (undetermined): emoji, digits, whitespace and
-#: words too short to tell give every language about the same score (1/70 each).
+#: words too short to tell give every language about the same score (0.014).
 MIN_LANGUAGE_CONFIDENCE = 0.1
 
 
@@ -103,6 +103,6 @@ def sentiment(model: Any, text: str) -> dict[str, Any]:
 
 
 def language(model: Any, text: str) -> dict[str, Any]:
-    """The ISO 639-1 code langid gives `text` and its probability, or `und`."""
+    """The ISO 639 code langid gives `text` and its probability, or `und`."""
     code, confidence = model.classify(text)
     return {"language": code, "confidence": round(float(confidence), 4)}
