@@ -156,6 +156,8 @@ def _wire_registries(app: APIFlask) -> None:
         {
             JobType.TEXT_ANALYSIS: runners.text_analysis,
             JobType.INVENTORY_REPORT: runners.inventory_report,
+            JobType.SENTIMENT: runners.sentiment_batch,
+            JobType.LANGUAGE: runners.language_batch,
         },
     )
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})

@@ -196,7 +196,7 @@ class Config(BaseSettings):
         le=600,
         description="Seconds a client has to send a request's whole body to `deploy/serve`; "
         "then 408, and the connection is closed. The body is read before the request takes "
-        "a thread, so a slow client holds none.",
+        "a thread, so a slow client holds none. See [Isolation](operations/isolation.md).",
     )
     SERVER_THREADS: int = Field(
         4,
@@ -360,7 +360,9 @@ class Config(BaseSettings):
         "from triggers) when one may have ended, so a repeated credential costs no query. An "
         "ended credential is refused at once by the process that ended it and within "
         "milliseconds by the others; one ended by a change no trigger announces, within "
-        "`AUTH_CACHE_MAX_AGE`. `false`: every request asks the database. No effect on SQLite.",
+        "`AUTH_CACHE_MAX_AGE` (see [How fast an ended credential is refused]"
+        "(api/auth-and-users.md#how-fast-an-ended-credential-is-refused)). `false`: every "
+        "request asks the database. No effect on SQLite.",
     )
     AUTH_CACHE_MAX_AGE: float = Field(
         5.0,
@@ -423,14 +425,16 @@ class Config(BaseSettings):
         description="A message a worker took and never started (it died holding it) is run "
         "by another worker within this plus `RELAY_INTERVAL_SECONDS`: Redis gives it back "
         "after this long (its visibility timeout), and the relay sends again work sent this "
-        "long ago and still unclaimed while the broker's queue is empty.",
+        "long ago and still unclaimed while the broker's queue is empty. See "
+        "[Background jobs](api/jobs.md).",
     )
     JOB_RETENTION_DAYS: int = Field(
         30,
         ge=0,
         le=36500,
         description="Finished jobs (succeeded, failed, cancelled), with their results and CSV "
-        "reports, are deleted this many days after they finished. `0` keeps them forever.",
+        "reports, are deleted this many days after they finished. `0` keeps them forever. "
+        "See [Retention](api/retention.md).",
         json_schema_extra={"unit": "days", **_section("Retention")},
     )
     WEBHOOK_RETENTION_DAYS: int = Field(
@@ -556,7 +560,8 @@ class Config(BaseSettings):
     OTEL_EXPORTER_OTLP_ENDPOINT: str = Field(
         "",
         description="An OpenTelemetry collector's OTLP/HTTP root; spans go to "
-        "`{it}/v1/traces`. The SDK's other `OTEL_*` variables apply. Unset: tracing is off.",
+        "`{it}/v1/traces`. The SDK's other `OTEL_*` variables apply. Unset: tracing is off. "
+        "See [Tracing](operations/tracing.md).",
         examples=["http://127.0.0.1:4318"],
     )
 
@@ -564,7 +569,8 @@ class Config(BaseSettings):
         "",
         description="Where unexpected errors are reported: a Sentry project's DSN, "
         "`https://<public key>@<host>/<project>` (needs the `sentry` extra). Unset: reporting "
-        "is off and the SDK is not imported. See Error reporting (operations).",
+        "is off and the SDK is not imported. Reports are scrubbed of bodies, cookies, "
+        "credentials and secret settings: see [Error reporting](operations/error-reporting.md).",
         examples=["https://<public key>@o0.ingest.sentry.io/<project>"],
         json_schema_extra=_section("Error reporting"),
     )
@@ -935,7 +941,8 @@ PROCESS_VARIABLES = (
         "setting; emptied by `deploy/serve` at each server start. A missing directory whose "
         "parent exists is made by the first process; one whose parent is missing, a file, or "
         "one the process may not write to stops every entry point with one line (exit 2). "
-        "Unset (`make dev`), a process serves only its own values.",
+        "Unset (`make dev`), a process serves only its own values. See "
+        "[Metrics](operations/metrics.md).",
         "PROMETHEUS_MULTIPROC_DIR=./instance/prometheus",
         "Metrics and tracing",
     ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ MARKERS = (
     f"<!-- settings: generated from src/backoffice/config.py by `{COMMAND}`; edit that -->",
     "<!-- settings: end of the generated tables -->",
 )
+
+#: A Markdown link, `[text](page.md#anchor)`: only its text is kept in `.env.example`.
+LINK = re.compile(r"\[([^]]+)\]\([^)]+\)")
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ def env_example() -> str:
         lines += ["", f"# --- {section} ".ljust(88, "-")]
         for row in rows:
             meaning = row.description + (f" Profiles: {row.by_profile}." if row.by_profile else "")
-            meaning = meaning.replace("`", "")
+            meaning = LINK.sub(r"\1", meaning).replace("`", "")
             lines += textwrap.wrap(meaning, width=88, initial_indent="# ", subsequent_indent="# ")
             lines.append(f"# {row.line}")
     return "\n".join(lines) + "\n"
