@@ -636,12 +636,15 @@ class Config(BaseSettings):
             raise ConfigError(f"API_PREFIX must start with '/' and not end with one: {value!r}")
         return "" if prefix == "/" else prefix
 
-    @field_validator("LOG_LEVEL", "REGISTRATION", mode="before")
+    @field_validator("LOG_LEVEL", mode="before")
     @classmethod
-    def _either_case(cls, value: object, info: ValidationInfo) -> object:
-        if not isinstance(value, str):
-            return value
-        return value.strip().upper() if info.field_name == "LOG_LEVEL" else value.strip().lower()
+    def _log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("REGISTRATION", mode="before")
+    @classmethod
+    def _registration(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("TRUSTED_HOSTS", mode="before")
     @classmethod
