@@ -5,6 +5,7 @@ from typing import Annotated
 
 from pydantic import Field, StrictInt, StrictStr
 
+from backoffice.openapi import Problem
 from backoffice.orders.models import OrderStatus
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backoffice.schemas import (
@@ -76,3 +77,11 @@ class Shortage(OutputModel):
     item_id: uuid.UUID
     requested: int
     available: int
+
+
+class ShortageProblem(Problem):
+    """The 409 of an order asking for more than is in stock (the document's type for it)."""
+
+    shortages: list[Shortage] | None = Field(
+        default=None, description="Each short item: what was asked, what is available."
+    )
