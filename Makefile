@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 # or the environment (or .env, for make run). After `make install` every tool the README
 # shows is in .venv/bin, with or without uv on the PATH.
 
-.PHONY: run dev test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console profile install migrate clean
+.PHONY: run dev test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console profile install migrate clients clean
 
 run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run python -m backoffice.run
@@ -63,6 +63,12 @@ bench-console: install ## Console pages' server time at 100,000 items and 1,000,
 # PYTHONHASHSEED fixed: the call counts then do not depend on a set's iteration order.
 profile: install ## In-process CPU per request and its breakdown, with call counts (PostgreSQL)
 	PYTHONHASHSEED=0 $(UV) run python -m bench.profile $(BENCH_ARGS)
+
+# The TypeScript client's document and types, regenerated from the app (Node.js and npm);
+# tests/clients/test_typescript_client.py fails until they are current and committed.
+clients: install ## Write clients/typescript/openapi.json from the app and regenerate its types
+	$(UV) run flask spec --quiet --indent 2 --output clients/typescript/openapi.json
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run generate
 
 migrate: install
 	$(UV) run flask db upgrade

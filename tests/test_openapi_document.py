@@ -73,9 +73,11 @@ def test_every_model_is_one_component(spec):
 
 
 def _refs(node: Any) -> Iterator[str]:
+    """Every reference: each `$ref`, and each target of a discriminator's mapping."""
     if isinstance(node, dict):
         if isinstance(node.get("$ref"), str):
             yield node["$ref"]
+        yield from node.get("discriminator", {}).get("mapping", {}).values()
         for value in node.values():
             yield from _refs(value)
     elif isinstance(node, list):

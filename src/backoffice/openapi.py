@@ -315,7 +315,8 @@ def _operation_ids(spec: dict[str, Any], views: dict[tuple[str, str], Callable[.
 def _unqualified(spec: dict[str, Any]) -> None:
     """One component per model: APIFlask names a model nested in another `Outer.Inner`
     (so `ItemOut` appears again as `ItemList.ItemOut`); every copy of the same schema
-    becomes plain `Inner`. Two different models of one name keep their qualified names.
+    becomes plain `Inner`, wherever it is referred to (a discriminator's mapping too).
+    Two different models of one name keep their qualified names.
     Repeated until nothing changes: copies that differ only by the names of the copies they
     refer to become equal once those are renamed.
     """
@@ -345,6 +346,10 @@ def _unqualify_once(spec: dict[str, Any]) -> bool:
             reference = node.get("$ref")
             if isinstance(reference, str) and reference[len(prefix) :] in renames:
                 node["$ref"] = prefix + renames[reference[len(prefix) :]]
+            mapping = node.get("discriminator", {}).get("mapping", {})
+            for value, target in mapping.items():  # references too, though not `$ref`
+                if target[len(prefix) :] in renames:
+                    mapping[value] = prefix + renames[target[len(prefix) :]]
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)

@@ -10,9 +10,9 @@ from apiflask.views import MethodView
 from flask import url_for
 
 from backoffice.conventions import etag_for, etag_header, expected_version, not_modified
+from backoffice.errors import PROBLEM_MIMETYPE
 from backoffice.guards import authenticated, current_principal
 from backoffice.idempotency import idempotent
-from backoffice.errors import PROBLEM_MIMETYPE
 from backoffice.openapi import described_response, problem_responses
 from backoffice.orders import service
 from backoffice.orders.models import Order
