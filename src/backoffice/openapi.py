@@ -130,7 +130,10 @@ def _problem_media_type(spec: dict[str, Any]) -> None:
 
 
 def _security_descriptions(spec: dict[str, Any], prefix: str) -> None:
-    """The schemes' descriptions say where to get credentials, with the real prefix."""
+    """The schemes' descriptions say where to get credentials, with the real prefix (so
+    does the API's description)."""
+    info = spec.get("info", {})
+    info["description"] = info.get("description", "").replace("{prefix}", prefix)
     for scheme in spec.get("components", {}).get("securitySchemes", {}).values():
         if "description" in scheme:
             scheme["description"] = scheme["description"].replace("{prefix}", prefix)
@@ -501,6 +504,31 @@ def servers_of_this_request(view: Callable[..., Any]) -> Callable[..., Response]
     return spec_view
 
 
+#: The document's `info.description`: what the service does, one line per capability.
+DESCRIPTION = """Back-office REST API of a small business.
+
+- **Inventory**: items with stock counts; conditional reads and writes (`ETag`,
+  `If-None-Match` answers 304, `If-Match` answers 412 when stale).
+- **Orders**: stock taken all or none (409 with typed `shortages`), paid by a webhook
+  event, cancelled or fulfilled.
+- **Todos**: each person's own list.
+- **Users and roles**: sign-up, your own account, and every account for admins (`member`,
+  `admin`).
+- **Auth**: JWT access and refresh tokens (`POST {prefix}/auth/token`), logout everywhere, and
+  scoped API keys (`X-API-Key`) for programs.
+- **Webhook gateway**: partners' events signed per Standard Webhooks, stored once,
+  processed in the background, replayable by admins.
+- **Background jobs**: start one (202), follow it, cancel it while queued, fetch its result.
+- **Tools and chat**: text processing, division, and a chat gateway to an
+  OpenAI-compatible model server (whole or streamed), with per-person usage.
+- **Health**: liveness (`/health`) and readiness with each dependency (`{prefix}/health`).
+- **Metrics**: Prometheus metrics of every process at `/metrics` (not part of this API).
+
+Errors are RFC 9457 problems (`application/problem+json`). Creating operations take an
+`Idempotency-Key`; lists are keyset pages (`next_cursor`, `Link`).
+"""
+
+
 def init_openapi(app: APIFlask) -> None:
     assets = Blueprint(
         "docs_assets", __name__, static_folder=str(SWAGGER_UI_DIST), static_url_path="/docs/assets"
@@ -515,8 +543,6 @@ def init_openapi(app: APIFlask) -> None:
         AUTO_VALIDATION_ERROR_RESPONSE=False,
         AUTO_SERVERS=False,
         SPEC_DECORATORS=[servers_of_this_request],
-        INFO={
-            "description": "Back-office REST API: inventory, people and roles, per-person todos."
-        },
+        INFO={"description": DESCRIPTION},
     )
     app.spec_processor(_spec_processor(app))

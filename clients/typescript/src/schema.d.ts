@@ -692,6 +692,7 @@ export interface components {
             /**
              * Message
              * @description Text; line breaks and tabs allowed, other control characters not: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example How many widgets are in stock?
              */
             message: string;
             /**
@@ -704,6 +705,7 @@ export interface components {
              * System
              * @description Instructions sent to the model before the message; at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
              * @default null
+             * @example Answer in one sentence.
              */
             system?: string | null;
         };
@@ -744,14 +746,19 @@ export interface components {
             /**
              * Name
              * @description One line of text: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Ada Lovelace
              */
             name: string;
             /**
              * Email
              * Format: email
+             * @example ada@lovelace.dev
              */
             email: string;
-            /** Password */
+            /**
+             * Password
+             * @example correct horse battery staple
+             */
             password: string;
         };
         /** ItemList */
@@ -793,6 +800,7 @@ export interface components {
             /**
              * Name
              * @description One line of text: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Widget
              */
             name: string;
             /**
@@ -803,6 +811,7 @@ export interface components {
             /**
              * Quantity
              * @default 0
+             * @example 25
              */
             quantity?: number;
         };
@@ -843,6 +852,7 @@ export interface components {
             /**
              * Task
              * @description Text; line breaks and tabs allowed, other control characters not: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Count the widgets in aisle 3
              */
             task: string;
             /**
@@ -961,6 +971,7 @@ export interface components {
             /**
              * Input
              * @description Free text, 1-100,000 characters after trimming; line breaks and tabs allowed, other control characters not; at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Widgets sell well in spring
              */
             input: string;
         };
@@ -974,18 +985,24 @@ export interface components {
             /**
              * Name
              * @description One line of text: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Ada Lovelace
              */
             name?: string;
             /**
              * Email
              * Format: email
+             * @example ada@lovelace.dev
              */
             email?: string;
-            /** Password */
+            /**
+             * Password
+             * @example correct horse battery staple
+             */
             password?: string;
             /**
              * Current Password
              * @description Your password: required with a new `password` or `email` of your own (422 if missing or wrong), sent only with one of them.
+             * @example my current passphrase
              */
             current_password?: string;
             role?: components["schemas"]["Role"];
@@ -1018,11 +1035,16 @@ export interface components {
          * @description JSON `{"email", "password"}`, or the OAuth2 password form (`username`, `password`)
          *     that the docs page's Authorize button sends. The email is checked as at sign-up: a
          *     malformed one is 422 (and checks no password, so it is not a failed attempt).
+         * @example {
+         *       "email": "ada@lovelace.dev",
+         *       "password": "correct horse battery staple"
+         *     }
          */
         TokenRequest: {
             /**
              * Email
              * Format: email
+             * @example ada@lovelace.dev
              */
             email: string;
             /** Password */
@@ -1088,18 +1110,24 @@ export interface components {
             /**
              * Name
              * @description One line of text: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Nightly stock sync
              */
             name: string;
             /**
              * Scopes
              * @description Defaults to every scope of yours except admin.
              * @default null
+             * @example [
+             *       "items",
+             *       "orders"
+             *     ]
              */
             scopes?: ("admin" | "items" | "orders" | "jobs" | "todos" | "tools" | "users")[] | null;
             /**
              * Expires At
              * @description A moment in the future (422 otherwise); none: never expires.
              * @default null
+             * @example 2030-01-01T00:00:00Z
              */
             expires_at?: string | null;
         };
@@ -1153,11 +1181,15 @@ export interface components {
             /**
              * Name
              * @description One line of text: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Widget
              */
             name: string;
             /** Description */
             description: string | null;
-            /** Quantity */
+            /**
+             * Quantity
+             * @example 25
+             */
             quantity: number;
         };
         /**
@@ -1168,6 +1200,7 @@ export interface components {
             /**
              * Name
              * @description One line of text: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Widget
              */
             name?: string;
             /**
@@ -1175,7 +1208,10 @@ export interface components {
              * @default null
              */
             description?: string | null;
-            /** Quantity */
+            /**
+             * Quantity
+             * @example 25
+             */
             quantity?: number;
         };
         /**
@@ -1186,6 +1222,7 @@ export interface components {
             /**
              * Task
              * @description Text; line breaks and tabs allowed, other control characters not: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Count the widgets in aisle 3
              */
             task: string;
             /** Done */
@@ -1199,6 +1236,7 @@ export interface components {
             /**
              * Task
              * @description Text; line breaks and tabs allowed, other control characters not: at least one visible character (not only white space, invisible characters or combining marks); no bidirectional embedding, override or isolate controls (U+202A-U+202E, U+2066-U+2069).
+             * @example Count the widgets in aisle 3
              */
             task?: string;
             /** Done */
@@ -1311,7 +1349,10 @@ export interface components {
         };
         /** TextAnalysisInput */
         TextAnalysisInput: {
-            /** Text */
+            /**
+             * Text
+             * @example Widgets sell well in spring
+             */
             text: string;
         };
         /** TextAnalysisJob */
@@ -1348,9 +1389,13 @@ export interface components {
              * Item Id
              * Format: uuid
              * @description An item that exists (422 naming the ones that do not).
+             * @example 0193a5c2-7b1e-7c4d-9e2f-3a4b5c6d7e8f
              */
             item_id: string;
-            /** Quantity */
+            /**
+             * Quantity
+             * @example 2
+             */
             quantity: number;
         };
         /** ProcessResult */
@@ -2614,11 +2659,20 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** @description Which handler processes the event */
+                    /**
+                     * @description Which handler processes the event
+                     * @example payment_success
+                     */
                     type?: number | string | null;
-                    /** @description Read as `type` when `type` is absent */
+                    /**
+                     * @description Read as `type` when `type` is absent
+                     * @example payment_success
+                     */
                     event?: number | string | null;
-                    /** @description An unsigned delivery's id (redeliveries share it); without one, the same body is the same event */
+                    /**
+                     * @description An unsigned delivery's id (redeliveries share it); without one, the same body is the same event
+                     * @example evt_0001
+                     */
                     id?: number | string | null;
                 };
             };
@@ -3504,11 +3558,20 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** @description Which handler processes the event */
+                    /**
+                     * @description Which handler processes the event
+                     * @example payment_success
+                     */
                     type?: number | string | null;
-                    /** @description Read as `type` when `type` is absent */
+                    /**
+                     * @description Read as `type` when `type` is absent
+                     * @example payment_success
+                     */
                     event?: number | string | null;
-                    /** @description An unsigned delivery's id (redeliveries share it); without one, the same body is the same event */
+                    /**
+                     * @description An unsigned delivery's id (redeliveries share it); without one, the same body is the same event
+                     * @example evt_0001
+                     */
                     id?: number | string | null;
                 };
             };

@@ -14,7 +14,7 @@ from backoffice.schemas import InputModel, OutputModel, Timestamp
 
 class TextAnalysisInput(InputModel):
     #: Bounded by the request body limit (MAX_CONTENT_LENGTH), not by a field length.
-    text: Annotated[StrictStr, Field(min_length=1)]
+    text: Annotated[StrictStr, Field(min_length=1, examples=["Widgets sell well in spring"])]
 
 
 class InventoryReportInput(InputModel):

@@ -21,12 +21,17 @@ from backoffice.schemas import (
 MAX_LINES = 100
 MAX_UNITS = 10_000
 
-Units = Annotated[StrictInt, Field(ge=1, le=MAX_UNITS), integral]
-Note = Annotated[StrictStr, trimmed(0, 1000), multi_line]
+Units = Annotated[StrictInt, Field(ge=1, le=MAX_UNITS, examples=[2]), integral]
+Note = Annotated[
+    StrictStr, trimmed(0, 1000), multi_line, Field(examples=["Deliver to the loading dock"])
+]
 
 
 class LineIn(InputModel):
-    item_id: uuid.UUID = Field(description="An item that exists (422 naming the ones that do not).")
+    item_id: uuid.UUID = Field(
+        description="An item that exists (422 naming the ones that do not).",
+        examples=["0193a5c2-7b1e-7c4d-9e2f-3a4b5c6d7e8f"],
+    )
     quantity: Units
 
 

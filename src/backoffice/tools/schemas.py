@@ -50,7 +50,8 @@ class ProcessIn(InputModel):
         description=(
             "Free text, 1-100,000 characters after trimming; line breaks and tabs allowed, "
             f"other control characters not; {TEXT_RULES}."
-        )
+        ),
+        examples=["Widgets sell well in spring"],
     )
 
 
@@ -76,13 +77,16 @@ class DivideOut(OutputModel):
 
 
 class ChatIn(InputModel):
-    message: Annotated[StrictStr, trimmed(1, MAX_CHAT_MESSAGE), multi_line]
+    message: Annotated[StrictStr, trimmed(1, MAX_CHAT_MESSAGE), multi_line] = Field(
+        examples=["How many widgets are in stock?"]
+    )
     stream: StrictBool = Field(
         default=False, description="Answer as server-sent events (text/event-stream)."
     )
     system: Annotated[StrictStr, trimmed(1, MAX_SYSTEM_PROMPT), multi_line] | None = Field(
         default=None,
         description=f"Instructions sent to the model before the message; {TEXT_RULES}.",
+        examples=["Answer in one sentence."],
     )
 
 
