@@ -69,7 +69,10 @@ class ProcessOut(OutputModel):
 
 class DivideQuery(InputModel):
     a: Number = Field(description="The dividend, a decimal number.")
-    b: Number = Field(description="The divisor, a decimal number other than 0.")
+    b: Number = Field(
+        description="The divisor, a decimal number other than 0.",
+        json_schema_extra={"not": {"const": 0}},  # 422 otherwise: the document says so
+    )
 
 
 class DivideOut(OutputModel):
