@@ -1,7 +1,7 @@
 """`uv run python -m bench.isolation [--topology current|before]`: the item read beside
 clients that would hold the server's capacity.
 
-The guarantee (README, Isolation): while slow clients trickle their bodies, and while
+The guarantee (docs/operations/isolation.md): while slow clients trickle their bodies, and while
 members hold every chat call the service lets them, another user's item reads keep a p99
 under 100 ms. Measured on `deploy/serve` (2 workers) reached directly, no Nginx:
 
@@ -15,7 +15,7 @@ under 100 ms. Measured on `deploy/serve` (2 workers) reached directly, no Nginx:
 
 `--topology before` serves the app as this project did before the front of
 `backoffice.serving`: Granian's WSGI interface (4 blocking threads) and chat calls not
-bounded, for the comparison the README shows.
+bounded, for the comparison docs/operations/isolation.md shows.
 """
 
 from __future__ import annotations

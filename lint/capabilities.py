@@ -1,4 +1,4 @@
-"""An import-linter contract for the layering's rules 2 and 3 (README, Layout).
+"""An import-linter contract for the layering's rules 2 and 3 (docs/architecture/layout.md).
 
 2. Capabilities meet only through each other's `service`: a module of capability X may
    import, of another capability Y, only `Y.service`. (Which module of X imports it is not

@@ -1,8 +1,10 @@
 """Fixtures: one app per database backend, a clean database for every test.
 
 Every test that takes `app` or `client` runs on SQLite and, when TEST_DATABASE_URL is
-set, again on PostgreSQL. A PostgreSQL that was asked for but does not answer fails
-the run: it is never skipped.
+set, again on PostgreSQL, in databases the suite creates on that server (the one the
+URL names need not exist). A PostgreSQL that was asked for but does not answer, or will
+not let the suite create databases, ends the session at its start with one line: the
+run fails, it is never skipped.
 """
 
 from __future__ import annotations
@@ -37,10 +39,23 @@ from backoffice.config import normalize_database_url
 from backoffice.extensions import db, limiter
 from backoffice.users import service as users
 from backoffice.users.models import Role
+from tests.postgres_server import ServerUnusable, maintenance_url
 from tests.support import PASSWORD, TEST_SECRET_KEY, Account, eventually, login, settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Check the PostgreSQL server once, before any test: a server that cannot serve the
+    suite is one line and a failed run, not an error in every test that uses it. (xdist's
+    workers start only after the controller passed this; they need not ask again.)"""
+    if not TEST_DATABASE_URL or hasattr(session.config, "workerinput"):
+        return
+    try:
+        maintenance_url(TEST_DATABASE_URL)
+    except ServerUnusable as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 #: Fixtures that start a real Celery worker: a test using one is marked `worker`.
@@ -87,19 +102,18 @@ def redis_index(worker_id: str) -> int:
 
 
 def _postgres_database(worker: str) -> Iterator[str]:
-    """A database of this worker's own on the TEST_DATABASE_URL server, dropped afterwards."""
+    """A database of this worker's own on the TEST_DATABASE_URL server, dropped afterwards
+    (created through the server's maintenance database: the named one need not exist)."""
     assert TEST_DATABASE_URL
     server = make_url(normalize_database_url(TEST_DATABASE_URL))
     name = f"backoffice_test_{TEST_NAMESPACE}{worker}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
+        admin = create_engine(maintenance_url(TEST_DATABASE_URL), isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as error:  # the run must fail loudly, not skip
-        pytest.fail(
-            f"TEST_DATABASE_URL is set but PostgreSQL does not answer: {error}", pytrace=False
-        )
+        pytest.fail(f"TEST_DATABASE_URL is set but unusable: {error}", pytrace=False)
     yield server.set(database=name).render_as_string(hide_password=False)
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -129,8 +143,7 @@ def postgres_admin(database_url: str) -> Iterator[Any]:
     """The PostgreSQL server's maintenance database, to terminate backends or refuse
     connections (PostgreSQL-only tests)."""
     assert TEST_DATABASE_URL
-    server = make_url(normalize_database_url(TEST_DATABASE_URL))
-    engine = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    engine = create_engine(maintenance_url(TEST_DATABASE_URL), isolation_level="AUTOCOMMIT")
     yield engine
     engine.dispose()
 

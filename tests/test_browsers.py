@@ -191,8 +191,8 @@ def test_token_answers_are_not_stored(anonymous, member):
 
 
 def test_the_docs_page_may_run_exactly_its_inline_script_and_style(anonymous):
-    """The policy a real Chromium loads /docs under without a violation (README: checked
-    by hand; the page logs in and tries requests)."""
+    """The policy a real Chromium loads /docs under without a violation (docs/api/browsers.md:
+    checked by hand; the page logs in and tries requests)."""
     response = anonymous.get("/docs")
     assert response.status_code == 200
     policy = dict(

@@ -1,5 +1,5 @@
-"""`.env.example`, the README's configuration table and the code agree: every variable of
-the table is in the file, and every variable the code reads is in the table."""
+"""`.env.example`, the configuration table (docs/configuration.md) and the code agree: every
+variable of the table is in the file, and every variable the code reads is in the table."""
 
 from __future__ import annotations
 
@@ -21,9 +21,8 @@ NOT_SETTINGS = {"PATH", "CONTENT_LENGTH", "REQUEST_METHOD"}
 
 
 def table_variables() -> set[str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    return {name for cells in ROW.findall(section) for name in re.findall(r"`(.+?)`", cells)}
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    return {name for cells in ROW.findall(page) for name in re.findall(r"`(.+?)`", cells)}
 
 
 def variables_read() -> set[str]:

@@ -270,7 +270,7 @@ def raw_exchange(port: int, request: bytes) -> bytes:
 def test_what_granian_refuses_itself_is_an_empty_answer_and_a_closed_connection(
     server, request_, status
 ):
-    """As the README's Deployment section says: hyper's own answers, which no app sees."""
+    """As docs/operations/deployment.md says: hyper's own answers, which no app sees."""
     head, _, body = raw_exchange(server.port, request_).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 " + status)
     assert b"connection: close" in head.lower()

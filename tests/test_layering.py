@@ -1,5 +1,5 @@
-"""The layering is a lint that fails (README, Layout): a copy of the code with one violation
-planted per rule fails `make lint`'s checks naming it, and the copy as it is passes.
+"""The layering is a lint that fails (docs/architecture/layout.md): a copy of the code with one
+violation planted per rule fails `make lint`'s checks naming it, and the copy as it is passes.
 
 Rule 1, HTTP only in views and the HTTP modules: Ruff's banned-api (TID251). Rules 2 and 3,
 capabilities through each other's service and shared modules importing no capability:

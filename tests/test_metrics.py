@@ -167,7 +167,7 @@ def other_processes(name: str) -> float:
 
 def test_the_scrape_itself_is_the_request_in_flight(scrape: Callable[[], Samples]) -> None:
     # Processes of other tests that were killed mid-request (the crash tests) left theirs:
-    # a crashed process's live gauges stay until the server restarts (see README).
+    # a crashed process's live gauges stay until the server restarts (docs/operations/metrics.md).
     gauge = "backoffice_http_requests_in_flight"
     assert value(scrape(), gauge) - other_processes(gauge) == 1
 

@@ -8,6 +8,10 @@ input names, so a test can count how many times the work ran and finished.
 `TEST_BROKER_KEY_PREFIX` gives the worker a broker of its own inside the test run's Redis
 database (every key it uses carries the prefix), as a SQLite file of its own does on the
 embedded broker: tests that need workers no other test's worker competes with.
+
+`TEST_PROGRESS_PAUSE` (seconds) makes every job runner pause that long before each progress
+report it makes: a batch that would finish in a blink lasts long enough for a test to kill
+its worker in the middle of it.
 """
 
 from __future__ import annotations
@@ -51,7 +55,24 @@ def slow_handler(payload: dict[str, Any], attempt: work.Attempt) -> None:
     slow_work(payload, lambda _: attempt.renew())
 
 
-jobs.init_runners(flask_app, {**flask_app.extensions["job_runners"], "slow": slow_runner})
+def paused(runner: jobs.Runner, seconds: float) -> jobs.Runner:
+    def run(job_input: dict[str, Any], progress: jobs.Progress) -> tuple[dict[str, Any], Any]:
+        def report(percent: int) -> None:
+            time.sleep(seconds)
+            progress(percent)
+
+        return runner(job_input, report)
+
+    return run
+
+
+job_runners: dict[str, jobs.Runner] = {
+    **flask_app.extensions["job_runners"],
+    "slow": slow_runner,
+}
+if pause := os.environ.get("TEST_PROGRESS_PAUSE"):
+    job_runners = {name: paused(runner, float(pause)) for name, runner in job_runners.items()}
+jobs.init_runners(flask_app, job_runners)
 webhooks.init_handlers(
     flask_app, {**flask_app.extensions["webhook_handlers"], "slow": slow_handler}
 )

@@ -24,6 +24,7 @@ from backoffice.console import bp as console_bp
 from backoffice.conventions import init_conventions
 from backoffice.database import render_item
 from backoffice.dependencies import init_dependencies, redis_options, watch_database
+from backoffice.error_reporting import init_error_reporting
 from backoffice.errors import register_error_handlers
 from backoffice.extensions import db, jwt, limiter, migrate
 from backoffice.framework_internals import skip_app_wide_rate_limit_check
@@ -82,6 +83,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
 
     tracing_on = bool(app.config["OTEL_EXPORTER_OTLP_ENDPOINT"])
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"], trace_ids=tracing_on)
+    # Before the Celery app is made: the SDK hooks Celery's tasks as they are defined.
+    init_error_reporting(app, release=VERSION)
     trust_proxies(app)
 
     db.init_app(app)
@@ -151,6 +154,8 @@ def _wire_registries(app: APIFlask) -> None:
         {
             JobType.TEXT_ANALYSIS: runners.text_analysis,
             JobType.INVENTORY_REPORT: runners.inventory_report,
+            JobType.SENTIMENT: runners.sentiment_batch,
+            JobType.LANGUAGE: runners.language_batch,
         },
     )
     webhooks_service.init_handlers(app, {"payment_success": orders_service.handle_payment})

@@ -101,6 +101,15 @@ def _otlp_endpoint(value: str) -> str:
     return url
 
 
+def _sentry_dsn(value: str) -> str:
+    """A Sentry DSN (`https://<public key>@<host>/<project>`), or "" for none. Not repeated
+    in the refusal: it is a credential of sorts."""
+    dsn = value.strip()
+    if dsn and not (dsn.startswith(("http://", "https://")) and "@" in dsn):
+        raise ConfigError("SENTRY_DSN must read like https://<key>@<host>/<project>, or be empty")
+    return dsn
+
+
 def _hosts(value: str) -> list[str] | None:
     """Comma-separated host names (`.example.com` takes every subdomain); `*` for any."""
     if value.strip() == "*":
@@ -261,6 +270,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CHAT_CALLS_PER_USER": ("CHAT_CALLS_PER_USER", _number("CHAT_CALLS_PER_USER", int, 1, 100)),
     "METRICS_TOKEN": ("METRICS_TOKEN", str.strip),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("OTEL_EXPORTER_OTLP_ENDPOINT", _otlp_endpoint),
+    "SENTRY_DSN": ("SENTRY_DSN", _sentry_dsn),
+    "SENTRY_ENVIRONMENT": ("SENTRY_ENVIRONMENT", str.strip),
+    "SENTRY_TRACES_SAMPLE_RATE": (
+        "SENTRY_TRACES_SAMPLE_RATE",
+        _number("SENTRY_TRACES_SAMPLE_RATE", float, 0, 1),
+    ),
 }
 #: Variables no longer read, and the one line that refuses a process started with one
 #: set: an operator who set it is told, not silently ignored.
@@ -412,6 +427,14 @@ class Config:
     METRICS_TOKEN = ""
     #: An OTLP/HTTP collector's root (spans go to {it}/v1/traces); "" leaves tracing off.
     OTEL_EXPORTER_OTLP_ENDPOINT = ""
+
+    # Error reporting (error_reporting.py)
+    #: Where unexpected errors are reported (Sentry's DSN); "" leaves reporting off.
+    SENTRY_DSN = ""
+    #: The environment errors are filed under; "" means APP_ENV.
+    SENTRY_ENVIRONMENT = ""
+    #: The share of requests and tasks traced to Sentry, 0 to 1 (0: errors only).
+    SENTRY_TRACES_SAMPLE_RATE = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import StatementError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
+from backoffice.error_reporting import report
 from backoffice.extensions import limiter
 from backoffice.framework_internals import is_validation_error
 
@@ -331,6 +332,7 @@ def handle_unexpected(error: Exception) -> Response:
         log.exception("unhandled_exception", exc_type=type(error).__name__)
     else:
         log.error("unhandled_exception", exc_type=type(error).__name__, exc_info=loggable)
+    report(loggable)
     return problem(500, detail="An unexpected error occurred. Quote the request id to support.")
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hmac
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -169,6 +169,22 @@ LLM_TOKENS = Counter(
     "Tokens spent on chat calls, as the model server counted them, by kind.",
     ["kind"],
 )
+MODEL_LOADS = Counter(
+    "backoffice_model_loads_total",
+    "Packaged models loaded into a worker process, by model: once per process that ran one.",
+    ["model"],
+)
+INFERENCE_SECONDS = Histogram(
+    "backoffice_inference_seconds",
+    "Time the model took on one text of a batch, by job type (sentiment, language).",
+    ["type"],
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+)
+INFERENCE_TEXTS = Counter(
+    "backoffice_inference_texts_total",
+    "Texts the models have processed, by job type: texts per second is its rate().",
+    ["type"],
+)
 
 
 RETENTION_DELETED = Counter(
@@ -205,6 +221,19 @@ def count_rate_limited(limit: str) -> None:
 def observe_work_run(queue: str, outcome: str, seconds: float) -> None:
     WORK_RUNS.labels(queue, outcome).inc()
     WORK_SECONDS.labels(queue).observe(seconds)
+
+
+def count_model_load(model: str) -> None:
+    MODEL_LOADS.labels(model).inc()
+
+
+def observe_inference(job_type: str, seconds: Sequence[float]) -> None:
+    """The model's time on each of a few texts of a batch (reported as the batch goes,
+    with its progress, so texts per second moves during a long batch too)."""
+    histogram = INFERENCE_SECONDS.labels(job_type)
+    for each in seconds:
+        histogram.observe(each)
+    INFERENCE_TEXTS.labels(job_type).inc(len(seconds))
 
 
 def observe_llm_call(

@@ -2,7 +2,7 @@
 
 A session and ORM identity map are worth their cost when rows are changed; a row that
 goes straight into a response needs neither. Measured on the item read, this is about a
-fifth of its CPU (see the README's benchmarks). Writes keep using `db.session`.
+fifth of its CPU (see docs/benchmarks.md). Writes keep using `db.session`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ fills memory), and the iteration is closed as soon as the client goes away.
 
 RSGI rather than ASGI: the same design through ASGI's message dicts cost a quarter of an
 item read's throughput; through RSGI and a plain queue to the threads, it is within a few
-percent of Granian's WSGI interface (README, Server choice).
+percent of Granian's WSGI interface (docs/benchmarks.md, Server choice).
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ on_postgresql_only = pytest.mark.parametrize(
 )
 DIVIDE = "/api/divide?a=1&b=2"
 TRIALS = 3
-#: What this test holds every other worker to; the README states the measured figures.
+#: What this test holds every other worker to; docs/api/auth-and-users.md states the
+#: measured figures.
 BOUND_SECONDS = 1.0
 
 

@@ -190,9 +190,24 @@ def test_start_a_job_from_the_list(browse, member, in_db):
     assert len(jobs_of(in_db)) == 2
 
 
+@pytest.mark.parametrize("job_type", ["sentiment", "language"])
+def test_a_model_job_takes_one_text_per_line_of_the_form(browse, member, in_db, job_type):
+    browser = browse(member)
+    browser.get("/console/jobs")
+    answer = browser.post("/console/jobs", {"type": job_type, "text": "Great stuff\r\nBonjour"})
+    assert answer.status_code == 303
+    started = in_db(lambda: db.session.scalars(select(Job)).one())
+    assert (started.type, started.input) == (job_type, {"texts": ["Great stuff", "Bonjour"]})
+
+
 @pytest.mark.parametrize(
     ("form", "field"),
-    [({"type": "text-analysis", "text": ""}, "text"), ({"type": "mining"}, "type")],
+    [
+        ({"type": "text-analysis", "text": ""}, "text"),
+        ({"type": "sentiment", "text": ""}, "text"),
+        ({"type": "language", "text": "x" * 5001}, "text"),
+        ({"type": "mining"}, "type"),
+    ],
 )
 def test_a_bad_start_form_is_422_naming_the_field_and_starts_nothing(
     browse, member, in_db, form, field

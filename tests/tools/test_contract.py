@@ -1,4 +1,4 @@
-"""The tools in the OpenAPI document, and their settings (README, Configuration)."""
+"""The tools in the OpenAPI document, and their settings (docs/configuration.md)."""
 
 from __future__ import annotations
 

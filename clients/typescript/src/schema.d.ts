@@ -666,9 +666,10 @@ export interface components {
         };
         /**
          * JobIn
-         * @description `{"type": "text-analysis", "input": {"text": "..."}}` or `{"type": "inventory-report"}`.
+         * @description `{"type": "text-analysis", "input": {"text": "..."}}`, `{"type": "inventory-report"}`,
+         *     or `{"type": "sentiment" | "language", "input": {"texts": ["...", ...]}}`.
          */
-        JobIn: components["schemas"]["TextAnalysisJob"] | components["schemas"]["InventoryReportJob"];
+        JobIn: components["schemas"]["TextAnalysisJob"] | components["schemas"]["InventoryReportJob"] | components["schemas"]["SentimentJob"] | components["schemas"]["LanguageJob"];
         /** ChatOut */
         ChatOut: {
             /**
@@ -1347,6 +1348,24 @@ export interface components {
             /** @default {} */
             input?: components["schemas"]["InventoryReportInput"];
         };
+        /** LanguageJob */
+        LanguageJob: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "language";
+            input: components["schemas"]["TextBatchInput"];
+        };
+        /** SentimentJob */
+        SentimentJob: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "sentiment";
+            input: components["schemas"]["TextBatchInput"];
+        };
         /** TextAnalysisInput */
         TextAnalysisInput: {
             /**
@@ -1363,6 +1382,17 @@ export interface components {
              */
             type: "text-analysis";
             input: components["schemas"]["TextAnalysisInput"];
+        };
+        /** TextBatchInput */
+        TextBatchInput: {
+            /**
+             * Texts
+             * @example [
+             *       "The widgets arrived early, thank you!",
+             *       "Le colis est en retard."
+             *     ]
+             */
+            texts: string[];
         };
         /**
          * Role

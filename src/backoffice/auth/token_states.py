@@ -33,7 +33,7 @@ database tells every process when one may have changed:
   does not answer. After a reconnect it starts empty.
 - **The serving process** evicts before it answers (`forget_*`, called by the services
   after their commit), so the change holds at once there; elsewhere it holds once the
-  notification has arrived (measured in the README's Security section).
+  notification has arrived (measured in docs/api/auth-and-users.md).
 
 Only answers that let a caller in are kept; a refusal is asked again every time. The
 listener starts on first use in the process that serves (a server forks its workers

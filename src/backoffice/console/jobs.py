@@ -26,6 +26,8 @@ STATUS_CLASS = {
     JobStatus.FAILED: "bad",
     JobStatus.CANCELLED: "warn",
 }
+#: Job types whose form text is a batch: one text per line.
+BATCH_TYPES = (JobType.SENTIMENT, JobType.LANGUAGE)
 #: A job in these statuses changes by itself: its page refreshes.
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -61,6 +63,8 @@ def job_start() -> Any:
     spec: dict[str, Any] = {"type": form["type"], "input": {}}
     if form["type"] == JobType.TEXT_ANALYSIS:
         spec["input"] = {"text": form["text"]}
+    elif form["type"] in BATCH_TYPES:
+        spec["input"] = {"texts": form["text"].splitlines()}
     try:
         new = JobIn.model_validate(spec).root
     except ValidationError as error:
@@ -74,7 +78,7 @@ def job_start() -> Any:
 
 def _field_of(location: tuple[Any, ...]) -> str:
     """The form field a schema error is about: the text, or else the type."""
-    return "text" if "text" in location else "type"
+    return "text" if {"text", "texts"} & set(location) else "type"
 
 
 @bp.get("/jobs/<uuid:job_id>")

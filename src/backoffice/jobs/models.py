@@ -22,6 +22,8 @@ class JobStatus(StrEnum):
 class JobType(StrEnum):
     TEXT_ANALYSIS = "text-analysis"
     INVENTORY_REPORT = "inventory-report"
+    SENTIMENT = "sentiment"
+    LANGUAGE = "language"
 
 
 class Job(LeasedWorkMixin, ResourceMixin, Base):

@@ -21,6 +21,27 @@ class InventoryReportInput(InputModel):
     """No options: the report lists every item."""
 
 
+#: The most texts one sentiment or language job takes.
+MAX_TEXTS = 1000
+#: The longest text (in characters) a sentiment or language job takes. The body as a whole
+#: is bounded too, by MAX_CONTENT_LENGTH (1 MiB by default: 413 above it).
+MAX_TEXT_CHARS = 5000
+#: One text of a batch. Empty and whitespace-only texts are accepted (a batch keeps its
+#: rows aligned with the caller's): they come back neutral and undetermined (`und`).
+BatchText = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
+
+
+class TextBatchInput(InputModel):
+    texts: Annotated[
+        list[BatchText],
+        Field(
+            min_length=1,
+            max_length=MAX_TEXTS,
+            examples=[["The widgets arrived early, thank you!", "Le colis est en retard."]],
+        ),
+    ]
+
+
 class TextAnalysisJob(InputModel):
     type: Literal["text-analysis"]
     input: TextAnalysisInput
@@ -31,11 +52,24 @@ class InventoryReportJob(InputModel):
     input: InventoryReportInput = InventoryReportInput()
 
 
-JobSpec = Annotated[TextAnalysisJob | InventoryReportJob, Field(discriminator="type")]
+class SentimentJob(InputModel):
+    type: Literal["sentiment"]
+    input: TextBatchInput
+
+
+class LanguageJob(InputModel):
+    type: Literal["language"]
+    input: TextBatchInput
+
+
+JobSpec = Annotated[
+    TextAnalysisJob | InventoryReportJob | SentimentJob | LanguageJob, Field(discriminator="type")
+]
 
 
 class JobIn(RootModel[JobSpec]):
-    """`{"type": "text-analysis", "input": {"text": "..."}}` or `{"type": "inventory-report"}`."""
+    """`{"type": "text-analysis", "input": {"text": "..."}}`, `{"type": "inventory-report"}`,
+    or `{"type": "sentiment" | "language", "input": {"texts": ["...", ...]}}`."""
 
 
 class JobQuery(InputModel):
