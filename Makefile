@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 # or the environment (or .env, for make run). After `make install` every tool the docs
 # show is in .venv/bin, with or without uv on the PATH.
 
-.PHONY: run dev docs docs-build test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console bench-models profile install migrate settings clean help
+.PHONY: run dev docs docs-build test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console bench-models profile install migrate settings clients clean help
 
 run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run python -m backoffice.run
@@ -77,6 +77,12 @@ profile: install ## In-process CPU per request and its breakdown, with call coun
 
 settings: install ## Write docs/configuration.md's tables and .env.example from src/backoffice/config.py
 	$(UV) run python -m backoffice.config_docs --write
+
+# The TypeScript client's document and types, regenerated from the app (Node.js and npm);
+# tests/clients/test_typescript_client.py fails until they are current and committed.
+clients: install ## Write clients/typescript/openapi.json from the app and regenerate its types
+	$(UV) run flask spec --quiet --indent 2 --output clients/typescript/openapi.json
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run generate
 
 migrate: install ## Upgrade the database to the latest migration (flask db upgrade)
 	$(UV) run flask db upgrade

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from apiflask import APIBlueprint, APIFlask
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from backoffice.schemas import VERSIONED_MARK, VersionedOutput
@@ -73,9 +74,11 @@ def test_every_model_is_one_component(spec):
 
 
 def _refs(node: Any) -> Iterator[str]:
+    """Every reference: each `$ref`, and each target of a discriminator's mapping."""
     if isinstance(node, dict):
         if isinstance(node.get("$ref"), str):
             yield node["$ref"]
+        yield from node.get("discriminator", {}).get("mapping", {}).values()
         for value in node.values():
             yield from _refs(value)
     elif isinstance(node, list):
@@ -272,3 +275,145 @@ def test_the_user_patch_says_current_password_comes_with_a_password_or_an_email(
         "current_password": {"anyOf": [{"required": ["password"]}, {"required": ["email"]}]}
     }
     assert "dependentRequired" not in patch
+
+
+# --- what /docs shows a person ----------------------------------------------------------
+
+
+def test_the_description_names_every_capability(spec):
+    description = spec["info"]["description"]
+    for capability in (
+        "Inventory",
+        "Orders",
+        "Todos",
+        "Users and roles",
+        "JWT",
+        "API keys",
+        "Webhook gateway",
+        "Background jobs",
+        "Tools and chat",
+        "Health",
+        "Metrics",
+    ):
+        assert f"{capability}" in description, capability
+    assert "POST /api/auth/token" in description  # the prefix filled in
+    assert "{prefix}" not in description
+
+
+def _component(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rpartition("/")[2]]
+    return schema
+
+
+def _closed(schema: dict[str, Any]) -> bool:
+    """Values Swagger UI shows as they are: an enum, a constant, a boolean."""
+    variants = [schema, *schema.get("anyOf", []), *schema.get("oneOf", [])]
+    return any("enum" in v or "const" in v or v.get("type") == "boolean" for v in variants)
+
+
+def _body_properties(
+    spec: dict[str, Any],
+) -> Iterator[tuple[str, dict[str, Any], str | None, dict[str, Any] | None]]:
+    """(object, its schema, property name, its schema) of every request body's objects,
+    nested ones included; an object with an example of its own comes with name None."""
+    pending = [
+        media["schema"]
+        for _, _, operation in operations(spec)
+        for media in operation.get("requestBody", {}).get("content", {}).values()
+    ]
+    seen: set[int] = set()
+    while pending:
+        schema = _component(spec, pending.pop())
+        if id(schema) in seen:
+            continue
+        seen.add(id(schema))
+        pending.extend(schema.get("oneOf", []) + schema.get("anyOf", []))
+        if "items" in schema:
+            pending.append(schema["items"])
+        title = schema.get("title", schema.get("description", "?"))
+        if "examples" in schema and "properties" in schema:
+            yield title, schema, None, None
+            continue
+        for name, prop in schema.get("properties", {}).items():
+            pending.append(prop)
+            yield title, schema, name, prop
+
+
+def _examples(schema: dict[str, Any]) -> list[tuple[dict[str, Any], Any]]:
+    """(schema, example) for the examples of `schema` and of its variants (a nullable
+    field's is on its non-null variant, which Swagger UI takes)."""
+    variants = [schema, *schema.get("anyOf", []), *schema.get("oneOf", [])]
+    return [
+        (v, e)
+        for v in variants
+        for e in v.get("examples", [v["example"]] if "example" in v else [])
+    ]
+
+
+def test_every_request_body_property_has_an_example_or_a_meaningful_default(spec):
+    """Swagger UI's "Try it out" starts from these: "Widget", not "string"."""
+    bare = []
+    for title, _, name, prop in _body_properties(spec):
+        if name is None or prop is None:
+            continue
+        nested = _component(spec, prop)
+        objects = "properties" in nested or "$ref" in prop.get("items", {})
+        meaningful = prop.get("default") is not None or _closed(nested) or objects
+        if not _examples(prop) and not meaningful:
+            bare.append(f"{title}.{name}")
+    assert bare == []
+
+
+def test_the_examples_are_valid_input(spec):
+    """An example the API would refuse would teach a 422 (and Schemathesis sends them)."""
+    checked = 0
+    for _, schema, name, prop in _body_properties(spec):
+        for target, example in _examples(schema if name is None else prop or {}):
+            Draft202012Validator(target).validate(example)
+            checked += 1
+    assert checked >= 20, checked
+    token = spec["components"]["schemas"]["TokenRequest"]["examples"]
+    assert token == [{"email": "ada@lovelace.dev", "password": "correct horse battery staple"}]
+
+
+def test_the_authorize_dialog_offers_only_schemes_the_api_accepts(spec, app, admin: Account):
+    """Each scheme in the Authorize dialog is one some operation takes, and a credential of
+    each kind, sent as that scheme says, is taken: a token, a key, a refresh token, and the
+    OAuth2 password form as Swagger UI posts it (with its empty client credentials)."""
+    schemes = spec["components"]["securitySchemes"]
+    required = {
+        name
+        for _, _, operation in operations(spec)
+        for requirement in operation.get("security", [])
+        for name in requirement
+    }
+    assert (
+        set(schemes)
+        == required
+        == {
+            "BearerAuth",
+            "ApiKeyAuth",
+            "RefreshToken",
+            "OAuth2PasswordFlow",
+        }
+    )
+    client = app.test_client()
+    flow = schemes["OAuth2PasswordFlow"]["flows"]["password"]
+    form = {"grant_type": "password", "username": admin.email, "password": admin.password}
+    swagger_basic = {"Authorization": "Basic Og=="}  # btoa(":"), no client id or secret
+    issued = client.post(flow["tokenUrl"], data=form, headers=swagger_basic)
+    assert issued.status_code == 200, issued.json
+    assert issued.json["token_type"] == "bearer"
+    assert set(flow["scopes"]) == {"items", "jobs", "orders", "todos", "tools", "users", "admin"}
+
+    bearer = {"Authorization": f"Bearer {issued.json['access_token']}"}
+    assert client.get("/api/users/me", headers=bearer).status_code == 200
+    key = client.post("/api/auth/api-keys", json={"name": "Dialog check"}, headers=bearer)
+    assert key.status_code == 201
+    me = client.get("/api/users/me", headers={schemes["ApiKeyAuth"]["name"]: key.json["key"]})
+    assert me.status_code == 200
+    assert me.json["email"] == admin.email
+    refresh = {"Authorization": f"Bearer {issued.json['refresh_token']}"}
+    assert client.post("/api/auth/refresh", headers=refresh).status_code == 200
+    assert "POST /api/auth/refresh" in schemes["RefreshToken"]["description"]

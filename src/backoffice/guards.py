@@ -38,7 +38,8 @@ api_key = APIKeyHeaderAuth(
 #: Only for POST {prefix}/auth/refresh: accepts refresh tokens, nothing else.
 refresh_bearer = HTTPTokenAuth(
     scheme="Bearer",
-    description="A refresh token.",
+    description="A refresh token from POST {prefix}/auth/token: only POST "
+    "{prefix}/auth/refresh takes it.",
     security_scheme_name="RefreshToken",
 )
 authenticated = MultiAuth(bearer, api_key)

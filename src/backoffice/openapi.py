@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask_swagger_ui
 import orjson
@@ -18,6 +18,9 @@ from backoffice.errors import PROBLEM_MIMETYPE
 from backoffice.idempotency import KEY_PATTERN
 from backoffice.principal import SCOPE_DESCRIPTIONS
 from backoffice.schemas import VERSIONED_MARK, OutputModel
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 #: Swagger UI's scripts and styles, shipped inside the flask-swagger-ui wheel.
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -57,6 +60,58 @@ def problem_responses(*statuses: int, status_304: bool = False) -> dict[int, str
     return responses
 
 
+#: What `described_response` leaves in a response's schema: the component it is to become.
+COMPONENT_MARK = "x-component"
+
+
+def described_response(
+    description: str, model: type[BaseModel], media_type: str = "application/json"
+) -> dict[str, Any]:
+    """A `@bp.doc(responses=...)` entry whose body is `model` (a component of its name):
+    an answer besides the view's own output (a redelivery's 200), or a problem with more
+    fields than `Problem` (an order's 409 `shortages`: give `PROBLEM_MIMETYPE`)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema[COMPONENT_MARK] = model.__name__
+    return {"description": description, "content": {media_type: {"schema": schema}}}
+
+
+def _described_components(spec: dict[str, Any]) -> None:
+    """Turn the schemas `described_response` marked into components (a model the views
+    already answer keeps APIFlask's), and their bodies into references to them."""
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                for media in response.get("content", {}).values():
+                    name = media.get("schema", {}).pop(COMPONENT_MARK, None)
+                    if name is None:
+                        continue
+                    schema = media["schema"]
+                    for nested, definition in schema.pop("$defs", {}).items():
+                        components.setdefault(nested, definition)
+                    components.setdefault(name, schema)
+                    media["schema"] = {"$ref": f"#/components/schemas/{name}"}
+
+
+def _one_body_media_type(spec: dict[str, Any]) -> None:
+    """A body accepted as JSON and as a form (the token's: the OAuth2 password form is what
+    the docs page's Authorize button posts) is documented as JSON only, the form in the
+    operation's description. Generators cannot take one model as two media types:
+    openapi-python-client writes a module that fails to import (`NameError: Unset`)."""
+    form = "application/x-www-form-urlencoded"
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            if form in content and "application/json" in content:
+                del content[form]
+                operation["description"] = (
+                    operation.get("description", "")
+                    + "\n\nThe same fields are accepted as a form (`"
+                    + form
+                    + "`, `username` for `email`): the OAuth2 password flow."
+                ).strip()
+
+
 OAUTH2_SCHEME = "OAuth2PasswordFlow"
 
 #: What a conditional write (PUT, PATCH) can answer besides its result.
@@ -75,7 +130,10 @@ def _problem_media_type(spec: dict[str, Any]) -> None:
 
 
 def _security_descriptions(spec: dict[str, Any], prefix: str) -> None:
-    """The schemes' descriptions say where to get credentials, with the real prefix."""
+    """The schemes' descriptions say where to get credentials, with the real prefix (so
+    does the API's description)."""
+    info = spec.get("info", {})
+    info["description"] = info.get("description", "").replace("{prefix}", prefix)
     for scheme in spec.get("components", {}).get("securitySchemes", {}).values():
         if "description" in scheme:
             scheme["description"] = scheme["description"].replace("{prefix}", prefix)
@@ -191,11 +249,27 @@ def json_object_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"x-json-object-body": schema}
 
 
+def request_headers(descriptions: dict[str, str]) -> dict[str, Any]:
+    """`@bp.doc(extensions=...)` mark: the view reads these optional headers itself (a
+    webhook's signature); `descriptions` by name."""
+    return {"x-request-headers": descriptions}
+
+
 def _view_marks(spec: dict[str, Any]) -> None:
     """Turn the marks above into OpenAPI: an empty security requirement (anyone may call),
-    a required request body of the JSON object the view reads."""
+    a required request body of the JSON object the view reads, the headers it reads."""
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
+            for name, description in operation.pop("x-request-headers", {}).items():
+                operation.setdefault("parameters", []).append(
+                    {
+                        "name": name,
+                        "in": "header",
+                        "required": False,
+                        "description": description,
+                        "schema": {"type": "string"},
+                    }
+                )
             if operation.pop("x-optional-auth", False):
                 operation.setdefault("security", []).append({})
             body = operation.pop("x-json-object-body", None)
@@ -244,7 +318,8 @@ def _operation_ids(spec: dict[str, Any], views: dict[tuple[str, str], Callable[.
 def _unqualified(spec: dict[str, Any]) -> None:
     """One component per model: APIFlask names a model nested in another `Outer.Inner`
     (so `ItemOut` appears again as `ItemList.ItemOut`); every copy of the same schema
-    becomes plain `Inner`. Two different models of one name keep their qualified names.
+    becomes plain `Inner`, wherever it is referred to (a discriminator's mapping too).
+    Two different models of one name keep their qualified names.
     Repeated until nothing changes: copies that differ only by the names of the copies they
     refer to become equal once those are renamed.
     """
@@ -274,6 +349,10 @@ def _unqualify_once(spec: dict[str, Any]) -> bool:
             reference = node.get("$ref")
             if isinstance(reference, str) and reference[len(prefix) :] in renames:
                 node["$ref"] = prefix + renames[reference[len(prefix) :]]
+            mapping = node.get("discriminator", {}).get("mapping", {})
+            for value, target in mapping.items():  # references too, though not `$ref`
+                if target[len(prefix) :] in renames:
+                    mapping[value] = prefix + renames[target[len(prefix) :]]
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
@@ -351,6 +430,7 @@ def _headers(
                 parameters.append(IF_MATCH)
             if "304" in responses:
                 parameters.append(IF_NONE_MATCH)
+                responses["304"].pop("content", None)  # a 304 never has a body
                 responses["304"].setdefault("headers", {})["ETag"] = _header("The current ETag")
             if not parameters:
                 del operation["parameters"]
@@ -387,6 +467,8 @@ def _spec_processor(app: APIFlask) -> Callable[[dict[str, Any] | str], dict[str,
     def process(spec: dict[str, Any] | str) -> dict[str, Any] | str:
         if isinstance(spec, dict):
             _view_marks(spec)
+            _described_components(spec)
+            _one_body_media_type(spec)
             _exact_parameters(spec, uuid_parameters(rule.rule for rule in app.url_map.iter_rules()))
             _shared_answers(spec)
             _problem_media_type(spec)
@@ -422,6 +504,31 @@ def servers_of_this_request(view: Callable[..., Any]) -> Callable[..., Response]
     return spec_view
 
 
+#: The document's `info.description`: what the service does, one line per capability.
+DESCRIPTION = """Back-office REST API of a small business.
+
+- **Inventory**: items with stock counts; conditional reads and writes (`ETag`,
+  `If-None-Match` answers 304, `If-Match` answers 412 when stale).
+- **Orders**: stock taken all or none (409 with typed `shortages`), paid by a webhook
+  event, cancelled or fulfilled.
+- **Todos**: each person's own list.
+- **Users and roles**: sign-up, your own account, and every account for admins (`member`,
+  `admin`).
+- **Auth**: JWT access and refresh tokens (`POST {prefix}/auth/token`), logout everywhere, and
+  scoped API keys (`X-API-Key`) for programs.
+- **Webhook gateway**: partners' events signed per Standard Webhooks, stored once,
+  processed in the background, replayable by admins.
+- **Background jobs**: start one (202), follow it, cancel it while queued, fetch its result.
+- **Tools and chat**: text processing, division, and a chat gateway to an
+  OpenAI-compatible model server (whole or streamed), with per-person usage.
+- **Health**: liveness (`/health`) and readiness with each dependency (`{prefix}/health`).
+- **Metrics**: Prometheus metrics of every process at `/metrics` (not part of this API).
+
+Errors are RFC 9457 problems (`application/problem+json`). Creating operations take an
+`Idempotency-Key`; lists are keyset pages (`next_cursor`, `Link`).
+"""
+
+
 def init_openapi(app: APIFlask) -> None:
     assets = Blueprint(
         "docs_assets", __name__, static_folder=str(SWAGGER_UI_DIST), static_url_path="/docs/assets"
@@ -436,8 +543,6 @@ def init_openapi(app: APIFlask) -> None:
         AUTO_VALIDATION_ERROR_RESPONSE=False,
         AUTO_SERVERS=False,
         SPEC_DECORATORS=[servers_of_this_request],
-        INFO={
-            "description": "Back-office REST API: inventory, people and roles, per-person todos."
-        },
+        INFO={"description": DESCRIPTION},
     )
     app.spec_processor(_spec_processor(app))

@@ -148,6 +148,18 @@ def _state_without_nul(schema: dict[str, Any]) -> None:
             pending.append(node["items"])
 
 
+def example_body(example: dict[str, Any]) -> ConfigDict:
+    """An `InputModel`'s config with an example of the whole body, for a model whose fields
+    are not all meant to be sent (the token's OAuth2 form fields): Swagger UI's "Try it
+    out" starts from it, not from an example per field."""
+
+    def with_example(schema: dict[str, Any]) -> None:
+        _state_without_nul(schema)
+        schema["examples"] = [example]
+
+    return ConfigDict(extra="forbid", json_schema_extra=with_example)
+
+
 class InputModel(BaseModel):
     """A request body or query: unknown fields are an error, not silently dropped, and no
     text in it holds U+0000, which PostgreSQL cannot store (`backoffice.storable`)."""
@@ -246,5 +258,10 @@ def _deliverable_pattern() -> str:
 
 
 Email = Annotated[
-    EmailStr, Field(max_length=320, json_schema_extra={"pattern": _deliverable_pattern()})
+    EmailStr,
+    Field(
+        max_length=320,
+        examples=["ada@lovelace.dev"],
+        json_schema_extra={"pattern": _deliverable_pattern()},
+    ),
 ]

@@ -7,13 +7,26 @@ from pydantic import AliasChoices, AwareDatetime, Field, StrictStr
 
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backoffice.principal import Scope
-from backoffice.schemas import Email, InputModel, OutputModel, Timestamp, single_line, trimmed
+from backoffice.schemas import (
+    Email,
+    InputModel,
+    OutputModel,
+    Timestamp,
+    example_body,
+    single_line,
+    trimmed,
+)
 
 
 class TokenRequest(InputModel):
     """JSON `{"email", "password"}`, or the OAuth2 password form (`username`, `password`)
     that the docs page's Authorize button sends. The email is checked as at sign-up: a
     malformed one is 422 (and checks no password, so it is not a failed attempt)."""
+
+    #: The body's example is the whole body: the other fields are the OAuth2 form's.
+    model_config = example_body(
+        {"email": "ada@lovelace.dev", "password": "correct horse battery staple"}
+    )
 
     email: Email = Field(validation_alias=AliasChoices("email", "username"))
     password: Annotated[StrictStr, Field(min_length=1, max_length=256)]
@@ -31,12 +44,18 @@ class TokenOut(OutputModel):
 
 
 class ApiKeyIn(InputModel):
-    name: Annotated[StrictStr, trimmed(1, 200), single_line]
+    name: Annotated[StrictStr, trimmed(1, 200), single_line] = Field(
+        examples=["Nightly stock sync"]
+    )
     scopes: Annotated[list[Scope], Field(min_length=1)] | None = Field(
-        default=None, description="Defaults to every scope of yours except admin."
+        default=None,
+        description="Defaults to every scope of yours except admin.",
+        examples=[["items", "orders"]],
     )
     expires_at: AwareDatetime | None = Field(
-        default=None, description="A moment in the future (422 otherwise); none: never expires."
+        default=None,
+        description="A moment in the future (422 otherwise); none: never expires.",
+        examples=["2030-01-01T00:00:00Z"],
     )
 
 

@@ -18,10 +18,12 @@ from backoffice.schemas import (
     trimmed,
 )
 
-Name = Annotated[StrictStr, trimmed(1, 200), single_line]
-Description = Annotated[StrictStr, trimmed(0, 2000), multi_line]
+Name = Annotated[StrictStr, trimmed(1, 200), single_line, Field(examples=["Widget"])]
+Description = Annotated[
+    StrictStr, trimmed(0, 2000), multi_line, Field(examples=["A blue widget, 10 cm across"])
+]
 #: PostgreSQL's INTEGER: a larger count is a client error, not a database one.
-Quantity = Annotated[StrictInt, Field(ge=0, le=2_147_483_647), integral]
+Quantity = Annotated[StrictInt, Field(ge=0, le=2_147_483_647, examples=[25]), integral]
 Search = Annotated[str, trimmed(1, 200), single_line]
 
 

@@ -14,7 +14,7 @@ from backoffice.schemas import InputModel, OutputModel, Timestamp
 
 class TextAnalysisInput(InputModel):
     #: Bounded by the request body limit (MAX_CONTENT_LENGTH), not by a field length.
-    text: Annotated[StrictStr, Field(min_length=1)]
+    text: Annotated[StrictStr, Field(min_length=1, examples=["Widgets sell well in spring"])]
 
 
 class InventoryReportInput(InputModel):
@@ -32,7 +32,14 @@ BatchText = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
 
 
 class TextBatchInput(InputModel):
-    texts: Annotated[list[BatchText], Field(min_length=1, max_length=MAX_TEXTS)]
+    texts: Annotated[
+        list[BatchText],
+        Field(
+            min_length=1,
+            max_length=MAX_TEXTS,
+            examples=[["The widgets arrived early, thank you!", "Le colis est en retard."]],
+        ),
+    ]
 
 
 class TextAnalysisJob(InputModel):

@@ -10,20 +10,26 @@ from apiflask.views import MethodView
 from flask import url_for
 
 from backoffice.conventions import etag_for, etag_header, expected_version, not_modified
+from backoffice.errors import PROBLEM_MIMETYPE
 from backoffice.guards import authenticated, current_principal
 from backoffice.idempotency import idempotent
-from backoffice.openapi import problem_responses
+from backoffice.openapi import described_response, problem_responses
 from backoffice.orders import service
 from backoffice.orders.models import Order
-from backoffice.orders.schemas import OrderIn, OrderList, OrderOut, OrderQuery
+from backoffice.orders.schemas import OrderIn, OrderList, OrderOut, OrderQuery, ShortageProblem
 from backoffice.output import Blueprint
 
 bp = Blueprint("orders", __name__, tag="Orders")
 
-CREATE_RESPONSES: dict[int, str] = {
+CREATE_RESPONSES: dict[int, Any] = {
     **problem_responses(400, 401, 403, 413, 415, 422),
-    409: "Not enough stock: `shortages` names each short item, what was asked and what is "
-    "available; nothing was taken. Or the Idempotency-Key is in use by a request in flight.",
+    409: described_response(
+        "Not enough stock: `shortages` names each short item, what was asked and what is "
+        "available; nothing was taken. Or the Idempotency-Key is in use by a request in "
+        "flight (no `shortages`).",
+        ShortageProblem,
+        PROBLEM_MIMETYPE,
+    ),
 }
 CHANGE_RESPONSES = problem_responses(400, 401, 403, 404, 409, 412)
 

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from pydantic import Field, StrictInt, StrictStr
 
+from backoffice.openapi import Problem
 from backoffice.orders.models import OrderStatus
 from backoffice.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backoffice.schemas import (
@@ -20,12 +21,17 @@ from backoffice.schemas import (
 MAX_LINES = 100
 MAX_UNITS = 10_000
 
-Units = Annotated[StrictInt, Field(ge=1, le=MAX_UNITS), integral]
-Note = Annotated[StrictStr, trimmed(0, 1000), multi_line]
+Units = Annotated[StrictInt, Field(ge=1, le=MAX_UNITS, examples=[2]), integral]
+Note = Annotated[
+    StrictStr, trimmed(0, 1000), multi_line, Field(examples=["Deliver to the loading dock"])
+]
 
 
 class LineIn(InputModel):
-    item_id: uuid.UUID = Field(description="An item that exists (422 naming the ones that do not).")
+    item_id: uuid.UUID = Field(
+        description="An item that exists (422 naming the ones that do not).",
+        examples=["0193a5c2-7b1e-7c4d-9e2f-3a4b5c6d7e8f"],
+    )
     quantity: Units
 
 
@@ -76,3 +82,11 @@ class Shortage(OutputModel):
     item_id: uuid.UUID
     requested: int
     available: int
+
+
+class ShortageProblem(Problem):
+    """The 409 of an order asking for more than is in stock (the document's type for it)."""
+
+    shortages: list[Shortage] | None = Field(
+        default=None, description="Each short item: what was asked, what is available."
+    )

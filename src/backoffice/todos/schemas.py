@@ -17,7 +17,9 @@ from backoffice.schemas import (
 )
 
 #: Free text: line breaks and tabs are fine, other control characters are not.
-Task = Annotated[StrictStr, trimmed(1, 500), multi_line]
+Task = Annotated[
+    StrictStr, trimmed(1, 500), multi_line, Field(examples=["Count the widgets in aisle 3"])
+]
 
 
 class TodoIn(InputModel):

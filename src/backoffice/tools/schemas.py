@@ -50,7 +50,8 @@ class ProcessIn(InputModel):
         description=(
             "Free text, 1-100,000 characters after trimming; line breaks and tabs allowed, "
             f"other control characters not; {TEXT_RULES}."
-        )
+        ),
+        examples=["Widgets sell well in spring"],
     )
 
 
@@ -68,7 +69,10 @@ class ProcessOut(OutputModel):
 
 class DivideQuery(InputModel):
     a: Number = Field(description="The dividend, a decimal number.")
-    b: Number = Field(description="The divisor, a decimal number other than 0.")
+    b: Number = Field(
+        description="The divisor, a decimal number other than 0.",
+        json_schema_extra={"not": {"const": 0}},  # 422 otherwise: the document says so
+    )
 
 
 class DivideOut(OutputModel):
@@ -76,13 +80,16 @@ class DivideOut(OutputModel):
 
 
 class ChatIn(InputModel):
-    message: Annotated[StrictStr, trimmed(1, MAX_CHAT_MESSAGE), multi_line]
+    message: Annotated[StrictStr, trimmed(1, MAX_CHAT_MESSAGE), multi_line] = Field(
+        examples=["How many widgets are in stock?"]
+    )
     stream: StrictBool = Field(
         default=False, description="Answer as server-sent events (text/event-stream)."
     )
     system: Annotated[StrictStr, trimmed(1, MAX_SYSTEM_PROMPT), multi_line] | None = Field(
         default=None,
         description=f"Instructions sent to the model before the message; {TEXT_RULES}.",
+        examples=["Answer in one sentence."],
     )
 
 

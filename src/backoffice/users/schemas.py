@@ -17,11 +17,13 @@ from backoffice.schemas import (
 )
 from backoffice.users.models import Role
 
-Name = Annotated[StrictStr, trimmed(1, 200), single_line]
+Name = Annotated[StrictStr, trimmed(1, 200), single_line, Field(examples=["Ada Lovelace"])]
 
 
 #: Not trimmed: a password is taken exactly as typed. Bounded so hashing stays cheap.
-Password = Annotated[StrictStr, Field(min_length=8, max_length=256)]
+Password = Annotated[
+    StrictStr, Field(min_length=8, max_length=256, examples=["correct horse battery staple"])
+]
 
 
 class UserIn(InputModel):
@@ -46,6 +48,7 @@ class UserPatch(PatchModel):
         default=None,
         description="Your password: required with a new `password` or `email` of your own "
         "(422 if missing or wrong), sent only with one of them.",
+        examples=["my current passphrase"],
     )
     role: Role | None = None
     active: StrictBool | None = None

@@ -10,18 +10,35 @@ from apiflask.views import MethodView
 from flask import request, url_for
 
 from backoffice.guards import authenticated
-from backoffice.openapi import json_object_body, problem_responses
+from backoffice.openapi import (
+    described_response,
+    json_object_body,
+    problem_responses,
+    request_headers,
+)
 from backoffice.output import Blueprint
 from backoffice.webhooks import service
 from backoffice.webhooks.schemas import DELIVERY_BODY, EventList, EventOut, EventQuery, Receipt
+from backoffice.webhooks.signatures import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 bp = Blueprint("webhooks", __name__, tag="Webhooks")
 
 RECEIVE_RESPONSES: dict[int | str, Any] = {
-    200: "A redelivery of an event already stored: `status: duplicate`, not processed again",
+    200: described_response(
+        "A redelivery of an event already stored: `status: duplicate`, not processed again",
+        Receipt,
+    ),
 }
 RECEIVE_RESPONSES.update(
     (status, text) for status, text in problem_responses(400, 401, 404, 413).items()
+)
+#: What a signed source's delivery carries (a source in WEBHOOK_UNSIGNED_SOURCES need not).
+SIGNATURE_HEADERS = request_headers(
+    {
+        ID_HEADER: "The delivery's unique id: a redelivery with the same id is a duplicate",
+        TIMESTAMP_HEADER: "When it was signed, in Unix seconds",
+        SIGNATURE_HEADER: "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, space-separated",
+    }
 )
 ADMIN_ONLY = [bp.auth_required(authenticated, roles=["admin"])]
 
@@ -55,7 +72,7 @@ class Intake(MethodView):
     @bp.doc(
         operation_id="receive",
         responses=RECEIVE_RESPONSES,
-        extensions=json_object_body(DELIVERY_BODY),
+        extensions={**json_object_body(DELIVERY_BODY), **SIGNATURE_HEADERS},
     )
     def post(self, source: str) -> Any:
         """Receive a partner's event, signed per Standard Webhooks"""

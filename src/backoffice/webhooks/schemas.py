@@ -29,8 +29,16 @@ DELIVERY_BODY: dict[str, Any] = {
     "type": "object",
     "description": "The partner's event, stored as sent (any JSON object).",
     "properties": {
-        "type": {**_KIND, "description": "Which handler processes the event"},
-        "event": {**_KIND, "description": "Read as `type` when `type` is absent"},
+        "type": {
+            **_KIND,
+            "description": "Which handler processes the event",
+            "examples": ["payment_success"],
+        },
+        "event": {
+            **_KIND,
+            "description": "Read as `type` when `type` is absent",
+            "examples": ["payment_success"],
+        },
         "id": {
             "anyOf": [
                 _INT64,
@@ -39,6 +47,7 @@ DELIVERY_BODY: dict[str, Any] = {
             ],
             "description": "An unsigned delivery's id (redeliveries share it); without one, "
             "the same body is the same event",
+            "examples": ["evt_0001"],
         },
     },
 }
