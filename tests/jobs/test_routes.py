@@ -119,3 +119,23 @@ def test_a_text_analysis_has_no_csv_result(client, worker):
     url, _ = start_job(client, {"type": "text-analysis", "input": {"text": "x"}})
     wait_for_job(client, url)
     assert_problem(client.get(f"{url}/result"), 404)
+
+
+def test_a_stored_input_that_no_longer_fits_its_type_fails_once_with_the_reason(app, unserved):
+    """A row whose input a runner cannot read (written by an older release, or by hand)
+    fails at once with what is wrong, never retried, and no runner runs on it."""
+    client = unserved
+    url, accepted = start_job(client, {"type": "text-analysis", "input": {"text": "soon"}})
+    job_id = uuid.UUID(accepted["id"])
+    with app.app_context():
+        db.session.execute(db.update(Job).where(Job.id == job_id).values(input={"txt": "soon"}))
+        db.session.commit()
+        assert work.process("jobs", job_id) is False  # no retry
+    job = client.get(url).json
+    assert job["status"] == "failed"
+    assert job["error"] == (
+        "The job's input does not fit its type: "
+        "input.text: Field required; input.txt: Extra inputs are not permitted"
+    )
+    assert job["attempts"] == 1
+    assert job["result"] is None

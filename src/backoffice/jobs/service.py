@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
+from pydantic import ValidationError
 from sqlalchemy import Row, Table, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,6 +23,7 @@ from backoffice.errors import Conflict, NotFound
 from backoffice.extensions import db
 from backoffice.housekeeping import Retention
 from backoffice.jobs.models import Job, JobStatus, JobType
+from backoffice.jobs.schemas import JobIn
 from backoffice.ownership import Viewer, visible_to
 from backoffice.pagination import Page, paginate
 from backoffice.transactions import commit
@@ -156,7 +158,20 @@ def job_result_csv(job_id: uuid.UUID, viewer: Viewer) -> str:
 
 
 def perform(attempt: work.Attempt) -> work.Outcome:
-    """Run the job's runner; its progress renews the lease."""
+    """Run the job's runner; its progress renews the lease.
+
+    The stored input is checked against its type first: a row written by an older
+    release, or by hand, whose input no longer fits fails with the reason (Rejected,
+    never retried) instead of a runner's KeyError and a traceback.
+    """
+    try:
+        JobIn.model_validate({"type": attempt.row.type, "input": attempt.row.input})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'][1:]) or 'input'}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise work.Rejected(f"The job's input does not fit its type: {problems}") from None
     runner: Runner = current_app.extensions["job_runners"][attempt.row.type]
     result, csv_text = runner(attempt.row.input, lambda percent: attempt.renew(progress=percent))
     return work.Outcome(
