@@ -155,7 +155,9 @@ def test_the_bounds_themselves_are_accepted(client, in_db, member):
     )
     [job] = jobs_stored(in_db)
     assert str(job.id) == accepted["id"]
-    assert (job.user_id, job.type, job.status) == (member.id, "sentiment", "queued")
+    assert (job.user_id, job.type) == (member.id, "sentiment")
+    # A worker of the suite may take it at once: accepted is all this test is about.
+    assert job.status in {"queued", "running", "succeeded"}
     assert job.input == {"texts": ["y" * MAX_TEXT_CHARS, "", " "]}
 
 
