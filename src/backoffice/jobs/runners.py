@@ -90,6 +90,9 @@ def _classify(
     """Run the model (loaded once per process) over the batch, text by text, timing each;
     every PROGRESS_EVERY texts, report progress and the times (metrics.observe_inference)."""
     model = packaged.get()
+    # A process's first job waited for the load (seconds for langid on a busy machine):
+    # renew the lease now, not only after the first PROGRESS_EVERY texts.
+    progress(0)
     results: list[dict[str, Any]] = []
     timings: list[float] = []
     for text in texts:
