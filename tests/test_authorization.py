@@ -123,12 +123,9 @@ def callers(app, anonymous, make_user, client, member) -> dict[str, dict[str, st
 
 
 @pytest.fixture
-def job(make_app, database_url, tmp_path, client) -> str:
+def job(unread_app, client) -> str:
     """A queued job of the owner's, on a broker no worker reads (so it stays cancellable)."""
-    idle = make_app(
-        DATABASE_URL=database_url, CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'idle.db'}"
-    )
-    owner = idle.test_client()
+    owner = unread_app.test_client()
     owner.environ_base.update(client.environ_base)
     return str(owner.post("/api/jobs", json={"type": "inventory-report"}).json["id"])
 
