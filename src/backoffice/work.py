@@ -4,7 +4,9 @@ The row is the truth; a queue message only wakes a worker. Every queue follows t
 same life:
 
 - **send**: after the row is committed, a message goes to the broker and the row is
-  stamped `enqueued_at` (the outbox pattern; a broker that is down loses nothing).
+  stamped `enqueued_at` (the outbox pattern; a broker that is down loses nothing). A
+  request hands the row to its process's `Sender`, which sends in batches beside the
+  request path; the relay and admin requeues send at once (`send`).
 - **claim**: one atomic UPDATE takes a waiting row, or a running one whose lease ran
   out, to `running` for attempt `attempts + 1` under a lease of the queue's length.
 - **renew**: a long run extends its lease (out of band, on its own connection).
@@ -24,6 +26,10 @@ setting that holds its lease) and registers what performing one row means in
 
 from __future__ import annotations
 
+import atexit
+import collections
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -219,8 +225,185 @@ def _log_context() -> dict[str, str]:
 
 
 def send_after_commit(queue: WorkQueue, row_id: uuid.UUID) -> None:
-    """Send the row once the transaction that writes it has committed."""
-    after_commit(lambda: send(queue, row_id))
+    """Send the row (`send_soon`) once the transaction that writes it has committed."""
+    after_commit(lambda: send_soon(queue, row_id))
+
+
+def send_soon(queue: WorkQueue, row_id: uuid.UUID) -> None:
+    """Hand a committed row to this process's `Sender`, which sends it within moments in
+    a batch with others; the request does not wait for the broker. If the process dies
+    first, the row is unstamped and the relay sends it after RELAY_GRACE."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    sender(app).put(queue, row_id, _log_context())
+
+
+#: The most rows one batch of the `Sender` publishes and stamps.
+SEND_BATCH = 500
+#: How long, at exit, the `Sender` may take to send what it still holds.
+SEND_AT_EXIT = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    queue: WorkQueue
+    row_id: uuid.UUID
+    headers: dict[str, str]
+
+
+class Sender:
+    """Sends accepted rows' messages from a thread of its own, in batches.
+
+    Sending on the request path cost a delivery a Celery publish (a Redis client object
+    built per message, one round trip) and an UPDATE stamping `enqueued_at` (another).
+    Here a request only queues the row's id in memory; the thread takes whatever has
+    queued meanwhile (one row when the service is quiet, hundreds under load), publishes
+    it through one producer in one pipeline (kombu's `Producer.batch()`: one round trip
+    on Redis; other brokers publish each message as before), then stamps the batch in one
+    `UPDATE ... WHERE id IN (...)`. A batch the broker refuses is left unstamped, and a
+    process that dies drops what it held: either way the rows are committed and
+    unstamped, and the relay sends them after RELAY_GRACE (`relay`). A message sent
+    twice costs a claim that finds nothing to do (`claim`).
+
+    One per app and process (`sender`), its thread started by the first row; `background`
+    False runs no thread: the caller sends with `send_pending()` (the profile does, so
+    its call counts include the sending).
+    """
+
+    def __init__(self, app: Flask, background: bool = True) -> None:
+        self.app = app
+        self.background = background
+        self._pending: collections.deque[_Accepted] = collections.deque()
+        self._changed = threading.Condition()
+        self._in_flight = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, queue: WorkQueue, row_id: uuid.UUID, headers: dict[str, str]) -> None:
+        with self._changed:
+            self._pending.append(_Accepted(queue, row_id, headers))
+            self._changed.notify_all()
+            if self.background and self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="backoffice-sender", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.wait_sent, SEND_AT_EXIT.total_seconds())
+
+    def stop(self, timeout: float) -> None:
+        """Send what is pending, then end the thread (an app being closed: the tests'
+        apps, the profile's). A row put afterwards waits for the relay."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        atexit.unregister(self.wait_sent)
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Wait until every row put so far has been sent (or refused by the broker);
+        False if some are still pending after `timeout` seconds."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not self._pending and not self._in_flight, timeout
+            )
+
+    def send_pending(self) -> int:
+        """Send what is pending now, in this thread; how many rows were sent."""
+        batch = self._take(block=False)
+        try:
+            return self._send(batch) if batch else 0
+        finally:
+            self._done(batch)
+
+    def _take(self, block: bool) -> list[_Accepted]:
+        with self._changed:
+            if block:
+                self._changed.wait_for(lambda: bool(self._pending) or self._stopping)
+            count = min(len(self._pending), SEND_BATCH)
+            batch = [self._pending.popleft() for _ in range(count)]
+            self._in_flight += len(batch)
+            return batch
+
+    def _done(self, batch: list[_Accepted]) -> None:
+        with self._changed:
+            self._in_flight -= len(batch)
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take(block=True)
+            if not batch:
+                return  # stopping, and nothing left to send
+            try:
+                self._send(batch)
+            except Exception:  # the thread must outlive any one bad batch
+                log.exception("send_batch_crashed", rows=len(batch))
+            finally:
+                self._done(batch)
+
+    def _send(self, batch: list[_Accepted]) -> int:
+        with self.app.app_context():
+            celery_app: Celery = self.app.extensions["celery"]
+            try:
+                with celery_app.producer_or_acquire() as producer, producer.batch():
+                    for accepted in batch:
+                        celery_app.send_task(
+                            accepted.queue.task_name,
+                            args=[str(accepted.row_id)],
+                            headers=accepted.headers,
+                            producer=producer,
+                        )
+            except Exception as error:
+                # Not only KombuError and OSError: the embedded broker (kombu's SQLAlchemy
+                # transport) raised IntegrityError when two processes declared its queue
+                # at once. The rows are committed; the relay sends them.
+                log.warning("enqueue_failed", rows=len(batch), error=type(error).__name__)
+                return 0
+            try:
+                _stamp_sent(batch)
+            except SQLAlchemyError as error:
+                # Sent but unstamped: the relay sends them again, each a claim with
+                # nothing to do.
+                log.warning("enqueue_stamp_failed", rows=len(batch), error=type(error).__name__)
+        return len(batch)
+
+
+def _stamp_sent(batch: Sequence[_Accepted]) -> None:
+    """`enqueued_at` on every row of the batch, one autocommit UPDATE per queue. A row
+    stamped meanwhile (a retry's due time, written by a worker that already ran it) keeps
+    its stamp."""
+    by_queue: dict[str, list[uuid.UUID]] = {}
+    tables: dict[str, Table] = {}
+    for accepted in batch:
+        by_queue.setdefault(accepted.queue.name, []).append(accepted.row_id)
+        tables[accepted.queue.name] = accepted.queue.table
+    now = utcnow()
+    with autocommit(db.engine).connect() as connection:
+        for name, row_ids in by_queue.items():
+            table = tables[name]
+            connection.execute(
+                update(table)
+                .where(table.c.id.in_(row_ids), table.c.enqueued_at.is_(None))
+                .values(enqueued_at=now)
+            )
+
+
+def stop_sender(app: Flask, timeout: float = SEND_AT_EXIT.total_seconds()) -> None:
+    """Stop this process's `Sender` for `app`, if it has one, after it sent what it holds."""
+    found = app.extensions.get("work_senders", {}).get(os.getpid())
+    if found is not None:
+        found.stop(timeout)
+
+
+def sender(app: Flask) -> Sender:
+    """This process's `Sender` for `app` (a forked child makes its own: threads do not
+    survive a fork)."""
+    senders: dict[int, Sender] = app.extensions.setdefault("work_senders", {})
+    pid = os.getpid()
+    found = senders.get(pid)
+    if found is None:
+        found = senders.setdefault(pid, Sender(app))
+    return found
 
 
 def requeue(queue: WorkQueue, row_id: uuid.UUID, **values: Any) -> bool:

@@ -208,8 +208,9 @@ def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[uuid.UUID, 
 
     One statement stores it and checks for a duplicate (`ON CONFLICT DO NOTHING`), in
     autocommit: committed when it returns, with no BEGIN or COMMIT of its own. Then the
-    event is sent to the queue (`work.send`); if the broker does not take it, the relay
-    sends it later.
+    event is handed to the process's sender (`work.send_soon`), which sends it to the
+    queue in a batch with others, after the answer; if the broker does not take it, or
+    the process dies first, the relay sends it later.
     """
     if not SOURCE.fullmatch(source):
         raise NotFound("webhook source", source)
@@ -230,7 +231,7 @@ def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[uuid.UUID, 
                 FIRST_COPY, {"source": source, "delivery_id": delivery_id}
             ).scalar_one()
             return first, False
-    work.send(QUEUE, created)
+    work.send_soon(QUEUE, created)
     return created, True
 
 
