@@ -8,7 +8,6 @@ answer, a message that never reaches a worker, a worker killed with SIGKILL.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -134,8 +133,7 @@ def test_work_a_process_died_holding_unsent_is_sent_by_the_relay_and_done_once(
     """The process died between the commit and the publish: its sender held the row and
     never sent it (a sender without a thread, never asked to send, stands for it)."""
     dying = make_app(DATABASE_URL=database_url, **queue_settings)
-    held = work.Sender(dying, background=False)
-    dying.extensions["work_senders"] = {os.getpid(): held}
+    work.install_sender(dying, work.Sender(dying, background=False))
     row_id = accept(dying, queue, member.id, {"trace": str(trace)}, wait_sent=False)
     assert state(in_db, queue, row_id)["enqueued_at"] is None
     row = wait_until(in_db, queue, row_id, finished)
@@ -158,8 +156,7 @@ def test_rows_accepted_together_are_sent_in_one_batch_and_stamped(
     unread = make_app(
         DATABASE_URL=database_url, CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'unread.db'}"
     )
-    batched = work.Sender(unread, background=False)
-    unread.extensions["work_senders"] = {os.getpid(): batched}
+    batched = work.install_sender(unread, work.Sender(unread, background=False))
     rows = [accept(unread, queue, member.id, {}, wait_sent=False) for _ in range(30)]
     assert {state(in_db, queue, row_id)["enqueued_at"] for row_id in rows} == {None}
     assert batched.send_pending() == 30
@@ -172,8 +169,7 @@ def test_a_batch_the_broker_refuses_stays_unstamped_for_the_relay(
     queue, make_app, database_url, member, in_db
 ):
     down = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=DEAD_BROKER)
-    batched = work.Sender(down, background=False)
-    down.extensions["work_senders"] = {os.getpid(): batched}
+    batched = work.install_sender(down, work.Sender(down, background=False))
     rows = [accept(down, queue, member.id, {}, wait_sent=False) for _ in range(3)]
     assert batched.send_pending() == 0
     assert {state(in_db, queue, row_id)["enqueued_at"] for row_id in rows} == {None}

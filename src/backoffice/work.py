@@ -395,6 +395,13 @@ def stop_sender(app: Flask, timeout: float = SEND_AT_EXIT.total_seconds()) -> No
         found.stop(timeout)
 
 
+def install_sender(app: Flask, installed: Sender) -> Sender:
+    """Make `installed` this process's `Sender` for `app`: for the tests and the profile,
+    one without a thread, which sends when they say (`Sender.send_pending`)."""
+    app.extensions.setdefault("work_senders", {})[os.getpid()] = installed
+    return installed
+
+
 def sender(app: Flask) -> Sender:
     """This process's `Sender` for `app` (a forked child makes its own: threads do not
     survive a fork)."""
