@@ -8,6 +8,7 @@ answer, a message that never reaches a worker, a worker killed with SIGKILL.
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import time
@@ -162,7 +163,25 @@ def test_rows_accepted_together_are_sent_in_one_batch_and_stamped(
     assert batched.send_pending() == 30
     assert batched.send_pending() == 0
     assert None not in {state(in_db, queue, row_id)["enqueued_at"] for row_id in rows}
-    assert waiting_messages(unread) == 30
+    # A message per job; webhook events accepted together share one.
+    assert waiting_messages(unread) == math.ceil(30 / queue.rows_per_message)
+
+
+def test_events_sharing_a_message_each_run_once_and_a_failed_one_is_retried_alone(
+    make_app, database_url, queue_settings, worker, member, tmp_path, in_db
+):
+    queue = webhooks.QUEUE
+    sharing = make_app(DATABASE_URL=database_url, **queue_settings)
+    batched = work.install_sender(sharing, work.Sender(sharing, background=False))
+    traces = [tmp_path / f"trace-{n}.txt" for n in range(4)]
+    specs = [{"trace": str(trace), "fail_attempts": n % 2} for n, trace in enumerate(traces)]
+    rows = [accept(sharing, queue, member.id, spec, wait_sent=False) for spec in specs]
+    assert batched.send_pending() == 4  # one message for the four
+    for n, (row_id, trace) in enumerate(zip(rows, traces, strict=True)):
+        row = wait_until(in_db, queue, row_id, finished)
+        assert row["status"] == "processed"
+        assert row["attempts"] == 1 + n % 2  # the odd ones failed once, then ran again
+        assert runs(trace) == ["start", "end"]
 
 
 def test_a_batch_the_broker_refuses_stays_unstamped_for_the_relay(

@@ -114,6 +114,11 @@ class WorkQueue:
     #: because a busy queue also leaves rows unclaimed, and each resend duplicates; with
     #: the queue empty, RESEND_UNCLAIMED_SECONDS is the bound (`broker_drained`).
     resend_after_leases: int = 10
+    #: The most rows one message from the `Sender` names: above 1, rows accepted
+    #: together share a message (`many_task_name`), run one after another by the worker
+    #: that takes it. For short runs (webhook events); long ones (jobs) keep 1, so that
+    #: each can go to another worker.
+    rows_per_message: int = 1
     #: Columns a claim hands to the performer.
     claim_columns: tuple[str, ...] = ()
     #: Extra values a claim writes (e.g. progress reset).
@@ -123,6 +128,11 @@ class WorkQueue:
 
     def lease(self) -> timedelta:
         return timedelta(seconds=current_app.config[self.lease_setting])
+
+    @property
+    def many_task_name(self) -> str:
+        """The task of a message naming several rows (`rows_per_message`)."""
+        return f"{self.task_name}.many"
 
 
 @dataclass(frozen=True)
@@ -346,13 +356,8 @@ class Sender:
             celery_app: Celery = self.app.extensions["celery"]
             try:
                 with celery_app.producer_or_acquire() as producer, producer.batch():
-                    for accepted in batch:
-                        celery_app.send_task(
-                            accepted.queue.task_name,
-                            args=[str(accepted.row_id)],
-                            headers=accepted.headers,
-                            producer=producer,
-                        )
+                    for name, args, headers in _messages(batch):
+                        celery_app.send_task(name, args=args, headers=headers, producer=producer)
             except Exception as error:
                 # Not only KombuError and OSError: the embedded broker (kombu's SQLAlchemy
                 # transport) raised IntegrityError when two processes declared its queue
@@ -366,6 +371,34 @@ class Sender:
                 # nothing to do.
                 log.warning("enqueue_stamp_failed", rows=len(batch), error=type(error).__name__)
         return len(batch)
+
+
+Message = tuple[str, list[Any], dict[str, str]]
+
+
+def _messages(batch: Sequence[_Accepted]) -> Iterator[Message]:
+    """The messages that send `batch`: (task name, args, headers). A row of a queue with
+    `rows_per_message` 1 gets a message of its own, as `send` sends it; others share
+    one per `rows_per_message` rows, each row with the request id that accepted it."""
+    shared: dict[str, list[_Accepted]] = {}
+    for accepted in batch:
+        queue = accepted.queue
+        if queue.rows_per_message == 1:
+            yield queue.task_name, [str(accepted.row_id)], accepted.headers
+            continue
+        rows = shared.setdefault(queue.name, [])
+        rows.append(accepted)
+        if len(rows) == queue.rows_per_message:
+            yield _shared_message(rows)
+            rows.clear()
+    for rows in shared.values():
+        if rows:
+            yield _shared_message(rows)
+
+
+def _shared_message(rows: Sequence[_Accepted]) -> Message:
+    named = [[str(row.row_id), row.headers.get(REQUEST_ID_HEADER)] for row in rows]
+    return rows[0].queue.many_task_name, [named], {}
 
 
 def _stamp_sent(batch: Sequence[_Accepted]) -> None:
@@ -751,3 +784,38 @@ def _define_task(celery_app: Celery, queue: WorkQueue) -> None:
             raise task.retry(countdown=retry_delay(task.request.retries + 1))
 
     celery_app.task(name=queue.task_name, bind=True, max_retries=queue.max_attempts + 1)(run)
+    if queue.rows_per_message > 1:
+        _define_many_task(celery_app, queue)
+
+
+def _define_many_task(celery_app: Celery, queue: WorkQueue) -> None:
+    def run_many(named: list[list[str | None]]) -> None:
+        """Run each row in turn, with the id of the request that accepted it in the log.
+        A row to retry goes back to the queue alone, as the one-row task's first retry
+        would send it (a row the database failed too); if that send fails, the row waits
+        with its due time and the relay sends it."""
+        for row_id, request_id in named:
+            context = {"request_id": request_id} if request_id else {}
+            with structlog.contextvars.bound_contextvars(**context):
+                retry = _process_one(queue, str(row_id))
+                if retry:
+                    _send_retry(celery_app, queue, str(row_id))
+
+    celery_app.task(name=queue.many_task_name)(run_many)
+
+
+def _process_one(queue: WorkQueue, row_id: str) -> bool:
+    """`process` for one row of a shared message; True when it should be retried."""
+    try:
+        return process(queue.name, uuid.UUID(row_id))
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        log.warning("work_database_error", queue=queue.name, id=row_id, error=type(error).__name__)
+        return True
+
+
+def _send_retry(celery_app: Celery, queue: WorkQueue, row_id: str) -> None:
+    try:
+        celery_app.send_task(queue.task_name, args=[row_id], countdown=retry_delay(1), retries=1)
+    except Exception as error:
+        log.warning("enqueue_failed", queue=queue.name, id=row_id, error=type(error).__name__)

@@ -63,6 +63,8 @@ QUEUE = work.WorkQueue(
     lease_setting="WEBHOOK_LEASE_SECONDS",
     error_column="last_error",
     max_attempts=5,
+    # Events run in milliseconds: those accepted together share a message.
+    rows_per_message=50,
     claim_columns=("event_type", "payload"),
 )
 #: What retention removes (`backoffice.housekeeping`): a processed or ignored event
