@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -45,6 +44,9 @@ SOURCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 #: The longest delivery id and event type stored (the columns' lengths, on every database).
 MAX_DELIVERY_ID = 255
 MAX_EVENT_TYPE = 200
+#: A control character: Unicode's category Cc is exactly these 65 code points (one regex
+#: search instead of a category lookup per character).
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: The integers a `type` or `id` may be.
 INT64 = range(-(2**63), 2**63)
 
@@ -141,7 +143,7 @@ def _text(value: str, field: str, max_length: int) -> str:
     """
     if not value or len(value) > max_length:
         raise _refuse(field, f"must be 1 to {max_length} characters")
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if CONTROL.search(value):
         raise _refuse(field, "must not contain control characters")
     return value
 
