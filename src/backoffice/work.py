@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextvars
 import os
 import threading
 import time
@@ -258,6 +259,9 @@ class _Accepted:
     queue: WorkQueue
     row_id: uuid.UUID
     headers: dict[str, str]
+    #: The accepting request's context variables (its trace span, when tracing is on),
+    #: in which the row's message is published: the run continues the request's trace.
+    context: contextvars.Context
 
 
 class Sender:
@@ -290,7 +294,7 @@ class Sender:
 
     def put(self, queue: WorkQueue, row_id: uuid.UUID, headers: dict[str, str]) -> None:
         with self._changed:
-            self._pending.append(_Accepted(queue, row_id, headers))
+            self._pending.append(_Accepted(queue, row_id, headers, contextvars.copy_context()))
             self._changed.notify_all()
             if self.background and self._thread is None and not self._stopping:
                 self._thread = threading.Thread(
@@ -356,8 +360,14 @@ class Sender:
             celery_app: Celery = self.app.extensions["celery"]
             try:
                 with celery_app.producer_or_acquire() as producer, producer.batch():
-                    for name, args, headers in _messages(batch):
-                        celery_app.send_task(name, args=args, headers=headers, producer=producer)
+                    for name, args, headers, context in _messages(batch):
+                        context.run(
+                            celery_app.send_task,
+                            name,
+                            args=args,
+                            headers=headers,
+                            producer=producer,
+                        )
             except Exception as error:
                 # Not only KombuError and OSError: the embedded broker (kombu's SQLAlchemy
                 # transport) raised IntegrityError when two processes declared its queue
@@ -373,18 +383,19 @@ class Sender:
         return len(batch)
 
 
-Message = tuple[str, list[Any], dict[str, str]]
+Message = tuple[str, list[Any], dict[str, str], contextvars.Context]
 
 
 def _messages(batch: Sequence[_Accepted]) -> Iterator[Message]:
-    """The messages that send `batch`: (task name, args, headers). A row of a queue with
-    `rows_per_message` 1 gets a message of its own, as `send` sends it; others share
-    one per `rows_per_message` rows, each row with the request id that accepted it."""
+    """The messages that send `batch`: (task name, args, headers, the context to publish
+    in). A row of a queue with `rows_per_message` 1 gets a message of its own, as `send`
+    sends it; others share one per `rows_per_message` rows, each row with the request id
+    that accepted it (the run's trace continues the first row's request)."""
     shared: dict[str, list[_Accepted]] = {}
     for accepted in batch:
         queue = accepted.queue
         if queue.rows_per_message == 1:
-            yield queue.task_name, [str(accepted.row_id)], accepted.headers
+            yield queue.task_name, [str(accepted.row_id)], accepted.headers, accepted.context
             continue
         rows = shared.setdefault(queue.name, [])
         rows.append(accepted)
@@ -398,7 +409,7 @@ def _messages(batch: Sequence[_Accepted]) -> Iterator[Message]:
 
 def _shared_message(rows: Sequence[_Accepted]) -> Message:
     named = [[str(row.row_id), row.headers.get(REQUEST_ID_HEADER)] for row in rows]
-    return rows[0].queue.many_task_name, [named], {}
+    return rows[0].queue.many_task_name, [named], {}, rows[0].context
 
 
 def _stamp_sent(batch: Sequence[_Accepted]) -> None:
