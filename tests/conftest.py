@@ -34,7 +34,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from backoffice import create_app
+from backoffice import create_app, work
 from backoffice.config import normalize_database_url
 from backoffice.extensions import db, limiter
 from backoffice.users import service as users
@@ -275,6 +275,7 @@ def _close(app: APIFlask) -> None:
     if states is not None:
         states.stop()
     app.extensions["chat_gateway"].close()
+    work.stop_sender(app)
     with app.app_context():
         db.engine.dispose()
 

@@ -14,9 +14,11 @@ from typing import Any
 import jwt.api_jws
 import psycopg.connection
 import pytest
+from sqlalchemy import select
 from werkzeug.test import EnvironBuilder
 
-from backoffice import attempts, config
+from backoffice import attempts, config, work
+from backoffice.extensions import db
 from backoffice.items.models import Item
 from backoffice.webhooks.models import WebhookEvent
 from bench import profile
@@ -39,13 +41,15 @@ def target(app, make_app, database_url, queue_settings, member, client):
     created = client.post("/api/items", json={"name": "Widget", "quantity": 3})
     assert created.status_code == 201
     token = login(gateway.test_client(), member)["access_token"]
+    # As the profile runs: the deliveries' messages sent in the measuring thread.
+    work.install_sender(gateway, work.Sender(gateway, background=False))
     return gateway, profile.Target(created.json["id"], token, "acme", SECRET)
 
 
 def test_every_scenario_is_measured_and_its_components_add_up(target, in_db):
     gateway, found = target
     results = [
-        profile.measure(gateway, scenario, REQUESTS)
+        profile.measure(gateway, scenario, REQUESTS, work.sender(gateway), send_every=3)
         for scenario in profile.scenarios(found).values()
     ]
     assert [r.scenario for r in results] == ["item", "create", "list", "webhook", "refused"]
@@ -60,6 +64,9 @@ def test_every_scenario_is_measured_and_its_components_add_up(target, in_db):
     # Each request reached the database: warm-up, timed and profiled creates and deliveries.
     assert in_db(lambda: count_rows(Item)) == 1 + 3 * REQUESTS
     assert in_db(lambda: count_rows(WebhookEvent)) == 3 * REQUESTS
+    # ... and every delivery was sent (and stamped) within the measured requests.
+    unsent = select(WebhookEvent).where(WebhookEvent.enqueued_at.is_(None))
+    assert in_db(lambda: db.session.scalars(unsent).all()) == []
     table = profile.table(results)
     assert table.count("\n") == len(profile.COMPONENTS) + 3
     assert "| **total** |" in table
@@ -72,8 +79,8 @@ def test_the_call_count_is_the_same_in_two_runs(target, monkeypatch):
     monkeypatch.setattr(attempts, "time", SimpleNamespace(time=lambda: now))
     gateway, found = target
     for scenario in profile.scenarios(found).values():
-        first = profile.measure(gateway, scenario, REQUESTS)
-        second = profile.measure(gateway, scenario, REQUESTS)
+        first = profile.measure(gateway, scenario, REQUESTS, work.sender(gateway))
+        second = profile.measure(gateway, scenario, REQUESTS, work.sender(gateway))
         assert first.calls_per_request == second.calls_per_request, scenario.name
 
 

@@ -8,6 +8,7 @@ answer, a message that never reaches a worker, a worker killed with SIGKILL.
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import time
@@ -55,9 +56,14 @@ def trace(tmp_path: Path) -> Path:
 
 
 def accept(
-    app: APIFlask, queue: work.WorkQueue, owner: uuid.UUID, spec: dict[str, Any]
+    app: APIFlask,
+    queue: work.WorkQueue,
+    owner: uuid.UUID,
+    spec: dict[str, Any],
+    wait_sent: bool = True,
 ) -> uuid.UUID:
-    """Accept a `slow` row the way the services do: committed, then sent."""
+    """Accept a `slow` row the way the services do: committed, then handed to the
+    process's sender; by default, once the sender has sent it (or the broker refused it)."""
     with app.app_context():
         if queue is jobs.QUEUE:
             row: Job | WebhookEvent = Job(
@@ -76,7 +82,9 @@ def accept(
         db.session.flush()
         work.send_after_commit(queue, row.id)
         commit()
-        return row.id
+    if wait_sent:
+        assert work.sender(app).wait_sent(timeout=30)
+    return row.id
 
 
 def state(in_db: Callable[..., Any], queue: work.WorkQueue, row_id: uuid.UUID) -> dict[str, Any]:
@@ -118,6 +126,73 @@ def test_work_accepted_while_the_broker_is_down_is_done_once(
     assert row["attempts"] == 1
     assert row["enqueued_at"] is not None
     assert runs(trace) == ["start", "end"]
+
+
+def test_work_a_process_died_holding_unsent_is_sent_by_the_relay_and_done_once(
+    queue, make_app, database_url, queue_settings, worker, member, trace, in_db
+):
+    """The process died between the commit and the publish: its sender held the row and
+    never sent it (a sender without a thread, never asked to send, stands for it)."""
+    dying = make_app(DATABASE_URL=database_url, **queue_settings)
+    work.install_sender(dying, work.Sender(dying, background=False))
+    row_id = accept(dying, queue, member.id, {"trace": str(trace)}, wait_sent=False)
+    assert state(in_db, queue, row_id)["enqueued_at"] is None
+    row = wait_until(in_db, queue, row_id, finished)
+    assert row["status"] == SUCCEEDED[queue.name]
+    assert row["attempts"] == 1
+    assert row["enqueued_at"] is not None  # sent by the relay
+    assert runs(trace) == ["start", "end"]
+
+
+def waiting_messages(app: APIFlask) -> int:
+    celery_app = app.extensions["celery"]
+    with celery_app.pool.acquire(block=True, timeout=5) as connection:
+        queue = celery_app.amqp.queues[celery_app.conf.task_default_queue]
+        return int(queue.bind(connection.default_channel).queue_declare().message_count)
+
+
+def test_rows_accepted_together_are_sent_in_one_batch_and_stamped(
+    queue, make_app, database_url, member, tmp_path, in_db
+):
+    unread = make_app(
+        DATABASE_URL=database_url, CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'unread.db'}"
+    )
+    batched = work.install_sender(unread, work.Sender(unread, background=False))
+    rows = [accept(unread, queue, member.id, {}, wait_sent=False) for _ in range(30)]
+    assert {state(in_db, queue, row_id)["enqueued_at"] for row_id in rows} == {None}
+    assert batched.send_pending() == 30
+    assert batched.send_pending() == 0
+    assert None not in {state(in_db, queue, row_id)["enqueued_at"] for row_id in rows}
+    # A message per job; webhook events accepted together share one.
+    assert waiting_messages(unread) == math.ceil(30 / queue.rows_per_message)
+
+
+def test_events_sharing_a_message_each_run_once_and_a_failed_one_is_retried_alone(
+    make_app, database_url, queue_settings, worker, member, tmp_path, in_db
+):
+    queue = webhooks.QUEUE
+    sharing = make_app(DATABASE_URL=database_url, **queue_settings)
+    batched = work.install_sender(sharing, work.Sender(sharing, background=False))
+    traces = [tmp_path / f"trace-{n}.txt" for n in range(4)]
+    specs = [{"trace": str(trace), "fail_attempts": n % 2} for n, trace in enumerate(traces)]
+    rows = [accept(sharing, queue, member.id, spec, wait_sent=False) for spec in specs]
+    assert batched.send_pending() == 4  # one message for the four
+    for n, (row_id, trace) in enumerate(zip(rows, traces, strict=True)):
+        row = wait_until(in_db, queue, row_id, finished)
+        assert row["status"] == "processed"
+        assert row["attempts"] == 1 + n % 2  # the odd ones failed once, then ran again
+        assert runs(trace) == ["start", "end"]
+
+
+def test_a_batch_the_broker_refuses_stays_unstamped_for_the_relay(
+    queue, make_app, database_url, member, in_db
+):
+    down = make_app(DATABASE_URL=database_url, CELERY_BROKER_URL=DEAD_BROKER)
+    batched = work.install_sender(down, work.Sender(down, background=False))
+    rows = [accept(down, queue, member.id, {}, wait_sent=False) for _ in range(3)]
+    assert batched.send_pending() == 0
+    assert {state(in_db, queue, row_id)["enqueued_at"] for row_id in rows} == {None}
+    assert batched.wait_sent(timeout=0)  # refused, not pending: the relay's now
 
 
 def test_a_lost_message_is_sent_again_after_several_leases_and_done_once(

@@ -3,7 +3,8 @@
 `celery -A tests.testing_worker worker` runs everything the real worker runs, and also
 `slow` jobs and `slow` webhook events: they take `steps` steps of `step` seconds,
 renewing their lease after each, and append `start` and `end` lines to the file their
-input names, so a test can count how many times the work ran and finished.
+input names, so a test can count how many times the work ran and finished (an event's
+first `fail_attempts` attempts fail before that).
 
 `TEST_BROKER_KEY_PREFIX` gives the worker a broker of its own inside the test run's Redis
 database (every key it uses carries the prefix), as a SQLite file of its own does on the
@@ -52,6 +53,9 @@ def slow_runner(job_input: dict[str, Any], progress: jobs.Progress) -> tuple[dic
 
 
 def slow_handler(payload: dict[str, Any], attempt: work.Attempt) -> None:
+    """`slow_work`; an attempt up to `fail_attempts` fails first (a retried event)."""
+    if attempt.number <= payload.get("fail_attempts", 0):
+        raise RuntimeError(f"attempt {attempt.number} fails, as the event asks")
     slow_work(payload, lambda _: attempt.renew())
 
 

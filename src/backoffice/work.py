@@ -4,7 +4,9 @@ The row is the truth; a queue message only wakes a worker. Every queue follows t
 same life:
 
 - **send**: after the row is committed, a message goes to the broker and the row is
-  stamped `enqueued_at` (the outbox pattern; a broker that is down loses nothing).
+  stamped `enqueued_at` (the outbox pattern; a broker that is down loses nothing). A
+  request hands the row to its process's `Sender`, which sends in batches beside the
+  request path; the relay and admin requeues send at once (`send`).
 - **claim**: one atomic UPDATE takes a waiting row, or a running one whose lease ran
   out, to `running` for attempt `attempts + 1` under a lease of the queue's length.
 - **renew**: a long run extends its lease (out of band, on its own connection).
@@ -24,6 +26,11 @@ setting that holds its lease) and registers what performing one row means in
 
 from __future__ import annotations
 
+import atexit
+import collections
+import contextvars
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -108,6 +115,11 @@ class WorkQueue:
     #: because a busy queue also leaves rows unclaimed, and each resend duplicates; with
     #: the queue empty, RESEND_UNCLAIMED_SECONDS is the bound (`broker_drained`).
     resend_after_leases: int = 10
+    #: The most rows one message from the `Sender` names: above 1, rows accepted
+    #: together share a message (`many_task_name`), run one after another by the worker
+    #: that takes it. For short runs (webhook events); long ones (jobs) keep 1, so that
+    #: each can go to another worker.
+    rows_per_message: int = 1
     #: Columns a claim hands to the performer.
     claim_columns: tuple[str, ...] = ()
     #: Extra values a claim writes (e.g. progress reset).
@@ -117,6 +129,11 @@ class WorkQueue:
 
     def lease(self) -> timedelta:
         return timedelta(seconds=current_app.config[self.lease_setting])
+
+    @property
+    def many_task_name(self) -> str:
+        """The task of a message naming several rows (`rows_per_message`)."""
+        return f"{self.task_name}.many"
 
 
 @dataclass(frozen=True)
@@ -219,8 +236,225 @@ def _log_context() -> dict[str, str]:
 
 
 def send_after_commit(queue: WorkQueue, row_id: uuid.UUID) -> None:
-    """Send the row once the transaction that writes it has committed."""
-    after_commit(lambda: send(queue, row_id))
+    """Send the row (`send_soon`) once the transaction that writes it has committed."""
+    after_commit(lambda: send_soon(queue, row_id))
+
+
+def send_soon(queue: WorkQueue, row_id: uuid.UUID) -> None:
+    """Hand a committed row to this process's `Sender`, which sends it within moments in
+    a batch with others; the request does not wait for the broker. If the process dies
+    first, the row is unstamped and the relay sends it after RELAY_GRACE."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    sender(app).put(queue, row_id, _log_context())
+
+
+#: The most rows one batch of the `Sender` publishes and stamps.
+SEND_BATCH = 500
+#: How long, at exit, the `Sender` may take to send what it still holds.
+SEND_AT_EXIT = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    queue: WorkQueue
+    row_id: uuid.UUID
+    headers: dict[str, str]
+    #: The accepting request's context variables (its trace span, when tracing is on),
+    #: in which the row's message is published: the run continues the request's trace.
+    context: contextvars.Context
+
+
+class Sender:
+    """Sends accepted rows' messages from a thread of its own, in batches.
+
+    Sending on the request path cost a delivery a Celery publish (a Redis client object
+    built per message, one round trip) and an UPDATE stamping `enqueued_at` (another).
+    Here a request only queues the row's id in memory; the thread takes whatever has
+    queued meanwhile (one row when the service is quiet, hundreds under load), publishes
+    it through one producer in one pipeline (kombu's `Producer.batch()`: one round trip
+    on Redis; other brokers publish each message as before), then stamps the batch in one
+    `UPDATE ... WHERE id IN (...)`. A batch the broker refuses is left unstamped, and a
+    process that dies drops what it held: either way the rows are committed and
+    unstamped, and the relay sends them after RELAY_GRACE (`relay`). A message sent
+    twice costs a claim that finds nothing to do (`claim`).
+
+    One per app and process (`sender`), its thread started by the first row; `background`
+    False runs no thread: the caller sends with `send_pending()` (the profile does, so
+    its call counts include the sending).
+    """
+
+    def __init__(self, app: Flask, background: bool = True) -> None:
+        self.app = app
+        self.background = background
+        self._pending: collections.deque[_Accepted] = collections.deque()
+        self._changed = threading.Condition()
+        self._in_flight = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, queue: WorkQueue, row_id: uuid.UUID, headers: dict[str, str]) -> None:
+        with self._changed:
+            self._pending.append(_Accepted(queue, row_id, headers, contextvars.copy_context()))
+            self._changed.notify_all()
+            if self.background and self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="backoffice-sender", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.wait_sent, SEND_AT_EXIT.total_seconds())
+
+    def stop(self, timeout: float) -> None:
+        """Send what is pending, then end the thread (an app being closed: the tests'
+        apps, the profile's). A row put afterwards waits for the relay."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        atexit.unregister(self.wait_sent)
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Wait until every row put so far has been sent (or refused by the broker);
+        False if some are still pending after `timeout` seconds."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not self._pending and not self._in_flight, timeout
+            )
+
+    def send_pending(self) -> int:
+        """Send what is pending now, in this thread; how many rows were sent."""
+        batch = self._take(block=False)
+        try:
+            return self._send(batch) if batch else 0
+        finally:
+            self._done(batch)
+
+    def _take(self, block: bool) -> list[_Accepted]:
+        with self._changed:
+            if block:
+                self._changed.wait_for(lambda: bool(self._pending) or self._stopping)
+            count = min(len(self._pending), SEND_BATCH)
+            batch = [self._pending.popleft() for _ in range(count)]
+            self._in_flight += len(batch)
+            return batch
+
+    def _done(self, batch: list[_Accepted]) -> None:
+        with self._changed:
+            self._in_flight -= len(batch)
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take(block=True)
+            if not batch:
+                return  # stopping, and nothing left to send
+            try:
+                self._send(batch)
+            except Exception:  # the thread must outlive any one bad batch
+                log.exception("send_batch_crashed", rows=len(batch))
+            finally:
+                self._done(batch)
+
+    def _send(self, batch: list[_Accepted]) -> int:
+        with self.app.app_context():
+            celery_app: Celery = self.app.extensions["celery"]
+            try:
+                with celery_app.producer_or_acquire() as producer, producer.batch():
+                    for name, args, headers, context in _messages(batch):
+                        context.run(
+                            celery_app.send_task,
+                            name,
+                            args=args,
+                            headers=headers,
+                            producer=producer,
+                        )
+            except Exception as error:
+                # Not only KombuError and OSError: the embedded broker (kombu's SQLAlchemy
+                # transport) raised IntegrityError when two processes declared its queue
+                # at once. The rows are committed; the relay sends them.
+                log.warning("enqueue_failed", rows=len(batch), error=type(error).__name__)
+                return 0
+            try:
+                _stamp_sent(batch)
+            except SQLAlchemyError as error:
+                # Sent but unstamped: the relay sends them again, each a claim with
+                # nothing to do.
+                log.warning("enqueue_stamp_failed", rows=len(batch), error=type(error).__name__)
+        return len(batch)
+
+
+Message = tuple[str, list[Any], dict[str, str], contextvars.Context]
+
+
+def _messages(batch: Sequence[_Accepted]) -> Iterator[Message]:
+    """The messages that send `batch`: (task name, args, headers, the context to publish
+    in). A row of a queue with `rows_per_message` 1 gets a message of its own, as `send`
+    sends it; others share one per `rows_per_message` rows, each row with the request id
+    that accepted it (the run's trace continues the first row's request)."""
+    shared: dict[str, list[_Accepted]] = {}
+    for accepted in batch:
+        queue = accepted.queue
+        if queue.rows_per_message == 1:
+            yield queue.task_name, [str(accepted.row_id)], accepted.headers, accepted.context
+            continue
+        rows = shared.setdefault(queue.name, [])
+        rows.append(accepted)
+        if len(rows) == queue.rows_per_message:
+            yield _shared_message(rows)
+            rows.clear()
+    for rows in shared.values():
+        if rows:
+            yield _shared_message(rows)
+
+
+def _shared_message(rows: Sequence[_Accepted]) -> Message:
+    named = [[str(row.row_id), row.headers.get(REQUEST_ID_HEADER)] for row in rows]
+    return rows[0].queue.many_task_name, [named], {}, rows[0].context
+
+
+def _stamp_sent(batch: Sequence[_Accepted]) -> None:
+    """`enqueued_at` on every row of the batch, one autocommit UPDATE per queue. A row
+    stamped meanwhile (a retry's due time, written by a worker that already ran it) keeps
+    its stamp."""
+    by_queue: dict[str, list[uuid.UUID]] = {}
+    tables: dict[str, Table] = {}
+    for accepted in batch:
+        by_queue.setdefault(accepted.queue.name, []).append(accepted.row_id)
+        tables[accepted.queue.name] = accepted.queue.table
+    now = utcnow()
+    with autocommit(db.engine).connect() as connection:
+        for name, row_ids in by_queue.items():
+            table = tables[name]
+            connection.execute(
+                update(table)
+                .where(table.c.id.in_(row_ids), table.c.enqueued_at.is_(None))
+                .values(enqueued_at=now)
+            )
+
+
+def stop_sender(app: Flask, timeout: float = SEND_AT_EXIT.total_seconds()) -> None:
+    """Stop this process's `Sender` for `app`, if it has one, after it sent what it holds."""
+    found = app.extensions.get("work_senders", {}).get(os.getpid())
+    if found is not None:
+        found.stop(timeout)
+
+
+def install_sender(app: Flask, installed: Sender) -> Sender:
+    """Make `installed` this process's `Sender` for `app`: for the tests and the profile,
+    one without a thread, which sends when they say (`Sender.send_pending`)."""
+    app.extensions.setdefault("work_senders", {})[os.getpid()] = installed
+    return installed
+
+
+def sender(app: Flask) -> Sender:
+    """This process's `Sender` for `app` (a forked child makes its own: threads do not
+    survive a fork)."""
+    senders: dict[int, Sender] = app.extensions.setdefault("work_senders", {})
+    pid = os.getpid()
+    found = senders.get(pid)
+    if found is None:
+        found = senders.setdefault(pid, Sender(app))
+    return found
 
 
 def requeue(queue: WorkQueue, row_id: uuid.UUID, **values: Any) -> bool:
@@ -561,3 +795,38 @@ def _define_task(celery_app: Celery, queue: WorkQueue) -> None:
             raise task.retry(countdown=retry_delay(task.request.retries + 1))
 
     celery_app.task(name=queue.task_name, bind=True, max_retries=queue.max_attempts + 1)(run)
+    if queue.rows_per_message > 1:
+        _define_many_task(celery_app, queue)
+
+
+def _define_many_task(celery_app: Celery, queue: WorkQueue) -> None:
+    def run_many(named: list[list[str | None]]) -> None:
+        """Run each row in turn, with the id of the request that accepted it in the log.
+        A row to retry goes back to the queue alone, as the one-row task's first retry
+        would send it (a row the database failed too); if that send fails, the row waits
+        with its due time and the relay sends it."""
+        for row_id, request_id in named:
+            context = {"request_id": request_id} if request_id else {}
+            with structlog.contextvars.bound_contextvars(**context):
+                retry = _process_one(queue, str(row_id))
+                if retry:
+                    _send_retry(celery_app, queue, str(row_id))
+
+    celery_app.task(name=queue.many_task_name)(run_many)
+
+
+def _process_one(queue: WorkQueue, row_id: str) -> bool:
+    """`process` for one row of a shared message; True when it should be retried."""
+    try:
+        return process(queue.name, uuid.UUID(row_id))
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        log.warning("work_database_error", queue=queue.name, id=row_id, error=type(error).__name__)
+        return True
+
+
+def _send_retry(celery_app: Celery, queue: WorkQueue, row_id: str) -> None:
+    try:
+        celery_app.send_task(queue.task_name, args=[row_id], countdown=retry_delay(1), retries=1)
+    except Exception as error:
+        log.warning("enqueue_failed", queue=queue.name, id=row_id, error=type(error).__name__)

@@ -116,6 +116,7 @@ def test_a_finished_job_is_replayed_as_a_new_job_of_its_owner(unserved, member, 
         assert (new.user_id, new.type, new.input) == (member.id, "text-analysis", {"text": "again"})
         assert new.status == "queued"
         assert row(old.id).status == "cancelled"  # the old one stays as it ended
+        assert work.sender(unserved).wait_sent(timeout=30)
         assert row(new.id).enqueued_at is not None  # sent to the queue
         assert len(db.session.scalars(select(Job)).all()) == 2
 

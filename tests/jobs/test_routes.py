@@ -16,7 +16,7 @@ from tests.items.factories import create_item
 from tests.support import assert_problem, member_client, start_job, wait_for_job
 
 
-def test_text_analysis_runs_in_the_worker(client, worker, in_db):
+def test_text_analysis_runs_in_the_worker(app, client, worker, in_db):
     text = "The cat sat. The cat ran!\nA dog? The end."
     url, accepted = start_job(client, {"type": "text-analysis", "input": {"text": text}})
     job = wait_for_job(client, url)
@@ -30,6 +30,7 @@ def test_text_analysis_runs_in_the_worker(client, worker, in_db):
     assert result["sentences"] == 4
     assert result["top_words"][:2] == [{"word": "the", "count": 3}, {"word": "cat", "count": 2}]
     assert job["finished_at"] >= job["started_at"] >= job["created_at"]
+    assert work.sender(app).wait_sent(timeout=30)  # the stamp follows the publish
     stored = in_db(lambda: db.session.get(Job, uuid.UUID(accepted["id"])))
     assert stored.enqueued_at is not None
 

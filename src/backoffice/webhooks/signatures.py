@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -49,8 +50,10 @@ class HeaderItems(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
 
 
+@functools.lru_cache(maxsize=64)
 def secret_key(secret: str) -> bytes:
-    """The HMAC key a `whsec_<base64>` secret (the prefix optional) stands for.
+    """The HMAC key a `whsec_<base64>` secret (the prefix optional) stands for (decoded
+    once per secret, not per delivery).
 
     A bad secret is the operator's mistake, not the partner's, so it is a ValueError
     (the app fails loudly) and the message never repeats the secret.
