@@ -70,6 +70,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.restart", description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="restarts idle, and as many loaded")
+    parser.add_argument(
+        "--serve",
+        type=Path,
+        default=SERVE,
+        help="the script that starts the replica (default deploy/serve), e.g. an earlier "
+        "version's copy, with its granian.env beside it, to compare",
+    )
     return parser.parse_args(argv)
 
 
@@ -139,8 +146,8 @@ def answers_200(port: int, path: str, headers: Mapping[str, str], deadline: floa
         connection.close()
 
 
-def restart(env: Mapping[str, str], item_path: str, token: str, log: Path) -> Restart:
-    """Start `deploy/serve` cold and time its first answers; always stop it."""
+def restart(serve: Path, env: Mapping[str, str], item_path: str, token: str, log: Path) -> Restart:
+    """Start `serve` (`deploy/serve`) cold and time its first answers; always stop it."""
     port = free_port()
     address = {"HOST": HOST, "PORT": str(port), "GRANIAN_HOST": HOST, "GRANIAN_PORT": str(port)}
     paths = {"health": "/health", "readiness": "/api/health", "item": item_path}
@@ -149,7 +156,7 @@ def restart(env: Mapping[str, str], item_path: str, token: str, log: Path) -> Re
     with log.open("wb") as output:
         started = time.monotonic()
         process = subprocess.Popen(  # noqa: S603 (our own server)
-            [str(SERVE)],
+            [str(serve)],
             cwd=ROOT,
             env={**env, **address, "APP_TARGET": BACKOFFICE},
             stdin=subprocess.DEVNULL,
@@ -294,20 +301,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"load_average_before": load_before}
     idle = []
     for number in range(1, args.rounds + 1):
-        idle.append(restart(env, item_path, token, log))
+        idle.append(restart(args.serve, env, item_path, token, log))
         print(f"  idle restart {number}: {idle[-1]}", flush=True)
     results["idle"] = summarize(idle)
     results["parts"] = {"idle": parts(env, args.rounds)}
     loaded = []
     with loaded_sibling(env, item_path, token) as sibling:
         for number in range(1, args.rounds + 1):
-            loaded.append(restart(env, item_path, token, log))
+            loaded.append(restart(args.serve, env, item_path, token, log))
             print(f"  loaded restart {number}: {loaded[-1]}", flush=True)
         results["parts"]["load"] = parts(env, args.rounds)
     results["load"] = {**summarize(loaded), "sibling": sibling}
     print_results(results)
     return {
         "machine": machine(),
+        "serve": str(args.serve),
         "load_generator": {"connections": LOAD_CONNECTIONS, "endpoint": "GET /api/items/<id>"},
         "server_logs": str(LOGS),
         **results,

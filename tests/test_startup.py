@@ -221,3 +221,22 @@ def test_the_check_builds_the_app_in_a_child_and_leaves_the_serving_process_bare
         )
     else:
         assert answer.stderr == ""
+
+
+#: What no server or worker process uses, so never imports: Flask-Migrate with Alembic,
+#: Mako and Pygments (`flask db` and the migration functions import them when called),
+#: Sentry's SDK (only with SENTRY_DSN), our tracing (only with an OTLP endpoint).
+NOT_FOR_SERVING = ("flask_migrate", "alembic", "mako", "sentry_sdk", "backoffice.tracing")
+IMPORTED = """
+import sys, {module}
+print(" ".join(name for name in {names!r} if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("module", ["backoffice.rsgi", "backoffice.wsgi", "backoffice.worker"])
+def test_a_server_or_worker_process_imports_nothing_it_never_uses(module, tmp_path):
+    """Every module imported costs every start (a restart under load waits for it)."""
+    code = IMPORTED.format(module=module, names=NOT_FOR_SERVING)
+    answer = run([sys.executable, "-c", code], {}, tmp_path)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split() == []
