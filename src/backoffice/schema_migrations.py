@@ -9,6 +9,7 @@ Now `app.extensions["migrate"]` and `flask db` stand in for them until first use
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,15 @@ class DeferredMigrations:
     @cached_property
     def bound(self) -> Any:
         """Flask-Migrate's own entry (its `_MigrateConfig`), once bound to the app."""
-        from flask_migrate import Migrate
-
+        # Alembic logs each of its plugins as it is imported: once before our logging was
+        # set up, unseen; now after, a dozen lines ahead of every `flask db` command's.
+        plugins = logging.getLogger("alembic.runtime.plugins")
+        level = plugins.level
+        plugins.setLevel(logging.WARNING)
+        try:
+            from flask_migrate import Migrate
+        finally:
+            plugins.setLevel(level)
         Migrate(command=COMMAND).init_app(
             self._app, self._db, directory=str(self._directory), **self._alembic
         )
@@ -59,11 +67,10 @@ class DeferredCommands(click.Group):
         parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
-        from flask_migrate.cli import db
-
-        bound(current_app)
-        context: click.Context = db.make_context(info_name, args, parent=parent, **extra)
-        return context
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        bound(app)  # Migrate.init_app has put its own group in our place
+        group: click.Command = app.cli.commands[COMMAND]
+        return group.make_context(info_name, args, parent=parent, **extra)
 
 
 def bound(app: Flask) -> Any:
