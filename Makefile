@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 # or the environment (or .env, for make run). After `make install` every tool the docs
 # show is in .venv/bin, with or without uv on the PATH.
 
-.PHONY: run dev docs docs-build test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console bench-models profile install migrate settings clients clean help
+.PHONY: run dev docs docs-build test test-fast screenshots fuzz lint typecheck pytest bench bench-prune bench-storm bench-isolation bench-console bench-models bench-restart profile install migrate settings clients clean help
 
 run: install ## Serve the API (Granian, HOST:PORT) and a Celery worker; Ctrl-C stops both
 	$(UV) run python -m backoffice.run
@@ -70,6 +70,9 @@ bench-console: install ## Console pages' server time at 100,000 items and 1,000,
 
 bench-models: install ## Sentiment and language jobs: texts/s per worker process, its memory, 202 to result (PostgreSQL, Redis)
 	$(UV) run python -m bench.models $(BENCH_ARGS)
+
+bench-restart: install ## Restart of deploy/serve to its first 200s (health, readiness, item read), idle and beside a loaded sibling (PostgreSQL)
+	$(UV) run python -m bench.restart $(BENCH_ARGS)
 
 # PYTHONHASHSEED fixed: the call counts then do not depend on a set's iteration order.
 profile: install ## In-process CPU per request and its breakdown, with call counts (PostgreSQL)

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, process_environment
+from tests.support import (
+    ROOT,
+    deployed,
+    free_port,
+    process_environment,
+    workers_started,
+)
 
 #: What a newcomer or an operator gets wrong, and the variable the one line must name.
 BAD_SETTINGS = {
@@ -148,3 +154,89 @@ def test_an_unusable_metrics_directory_is_refused_in_one_line(entry_point, unusa
     assert str(directory) in answer.stderr
     assert not (tmp_path / "no-such-parent").exists()
     assert tables_in(tmp_path / "backoffice.db") == set()
+
+
+# --- one import per start: Granian's workers forked from the checked process -------------
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_deploy_serve_forks_its_workers_from_the_process_that_imported_and_checked(tmp_path):
+    """A start pays for the app's imports once: Granian runs in the process that checked
+    the configuration, and its workers are forked from it (a spawned worker would run
+    `python -c "from multiprocessing.spawn import ..."` and import everything again)."""
+    port = free_port()
+    env = process_environment(INSTANCE_PATH=str(tmp_path), PORT=str(port))
+    log = tmp_path / "serve.log"
+    with deployed(env, port, log) as server:
+        assert workers_started(log) == 2, log.read_text()
+        serving = cmdline(server.pid)
+        assert serving[1:] == ["-m", "backoffice.startup", "serve", "backoffice.rsgi:app"]
+        workers = children_of(server.pid)
+        assert len(workers) == 2, (workers, log.read_text())
+        assert all(cmdline(worker) == serving for worker in workers)
+        # The serving process has the app's modules (their compiled parts) loaded.
+        assert "pydantic_core" in Path(f"/proc/{server.pid}/maps").read_text()
+
+
+CHECK_APART = """
+import sys, threading
+from backoffice.startup import checked_apart
+status = checked_apart()
+print(status, threading.active_count(), "backoffice.rsgi" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("settings", "printed"),
+    [({}, "0 1 False"), (BAD_SETTINGS["JOB_LEASE_SECONDS"], "2 1 False")],
+)
+def test_the_check_builds_the_app_in_a_child_and_leaves_the_serving_process_bare(
+    settings, printed, tmp_path
+):
+    """The serving process learns the check's verdict (the child's exit status, its one
+    line on stderr) and holds no app: no thread, connection or SDK client of one for the
+    workers it forks to inherit."""
+    answer = run([sys.executable, "-c", CHECK_APART], settings, tmp_path)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == printed
+    if settings:
+        assert_one_line_naming(
+            subprocess.CompletedProcess([], 2, "", answer.stderr), "JOB_LEASE_SECONDS"
+        )
+    else:
+        assert answer.stderr == ""
+
+
+#: What no server or worker process uses, so never imports: Flask-Migrate with Alembic,
+#: Mako and Pygments (`flask db` and the migration functions import them when called),
+#: Sentry's SDK (only with SENTRY_DSN), our tracing (only with an OTLP endpoint).
+NOT_FOR_SERVING = ("flask_migrate", "alembic", "mako", "sentry_sdk", "backoffice.tracing")
+IMPORTED = """
+import sys, {module}
+print(" ".join(name for name in {names!r} if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("module", ["backoffice.rsgi", "backoffice.wsgi", "backoffice.worker"])
+def test_a_server_or_worker_process_imports_nothing_it_never_uses(module, tmp_path):
+    """Every module imported costs every start (a restart under load waits for it)."""
+    code = IMPORTED.format(module=module, names=NOT_FOR_SERVING)
+    answer = run([sys.executable, "-c", code], {}, tmp_path)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split() == []

@@ -26,7 +26,7 @@ from backoffice.database import render_item
 from backoffice.dependencies import init_dependencies, redis_options, watch_database
 from backoffice.error_reporting import init_error_reporting
 from backoffice.errors import register_error_handlers
-from backoffice.extensions import db, jwt, limiter, migrate
+from backoffice.extensions import db, jwt, limiter
 from backoffice.framework_internals import skip_app_wide_rate_limit_check
 from backoffice.guards import Verifiers, init_guards
 from backoffice.health import routes as health
@@ -46,6 +46,7 @@ from backoffice.orders import routes as orders
 from backoffice.orders import service as orders_service
 from backoffice.proxies import trust_proxies
 from backoffice.queue import celery_init_app
+from backoffice.schema_migrations import init_migrations
 from backoffice.todos import routes as todos
 from backoffice.tools import routes as tools
 from backoffice.tools.capacity import init_chat_places
@@ -97,7 +98,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         watch_database(app, db.engine)
         if tracing_on:
             _init_tracing(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS), render_item=render_item, compare_type=True)
+    # Flask-Migrate (and Alembic) are imported when a migration is asked for, never to serve.
+    init_migrations(app, db, MIGRATIONS, render_item=render_item, compare_type=True)
     jwt.init_app(app)
     limiter.init_app(app)
     # Only views that declare a limit (chat) are limited, and their decorator checks it.
