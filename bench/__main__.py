@@ -153,6 +153,17 @@ def stopping_servers(work: Callable[[], dict[str, Any]]) -> dict[str, Any] | Non
         return None
 
 
+def run_and_report(work: Callable[[], dict[str, Any]], kind: str) -> int:
+    """A bench module's whole `main`: `work()` with its servers stopped on SIGTERM or
+    Ctrl-C (exit 130), then its results written as `bench/results/<kind>-<stamp>.json`."""
+    results = stopping_servers(work)
+    if results is None:
+        return 130
+    path = write(results, kind=kind)
+    print(f"\nResults: {path}; {results['elapsed_s']}s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = stopping_servers(lambda: run(args))

@@ -41,8 +41,8 @@ from backoffice.pagination import encode_cursor
 from backoffice.users import service as users
 from backoffice.users.models import Role
 from bench import database
-from bench.__main__ import LOGS, app_environment, database_url, stopping_servers
-from bench.report import check, machine, write
+from bench.__main__ import LOGS, app_environment, database_url, run_and_report
+from bench.report import check, machine
 from bench.servers import BACKOFFICE, SERVERS, running, settings
 
 #: The aims: p50 of every page, and a deep page's p50 over its list's first page's.
@@ -240,12 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    results = stopping_servers(lambda: run(args))
-    if results is None:
-        return 130
-    path = write(results, kind="console")
-    print(f"\nResults: {path}; {results['elapsed_s']}s")
-    return 0
+    return run_and_report(lambda: run(args), kind="console")
 
 
 if __name__ == "__main__":

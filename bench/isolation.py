@@ -44,12 +44,12 @@ from bench.__main__ import (
     database_url,
     load_options,
     prepare,
-    stopping_servers,
+    run_and_report,
 )
 from bench.apps import backoffice
 from bench.fake_llm import serving
 from bench.load import Result, combine, warm_up, wrk, wrk_params
-from bench.report import check, machine, write
+from bench.report import check, machine
 from bench.servers import BACKOFFICE, BACKOFFICE_WSGI, HOST, running, settings
 
 READ_CONNECTIONS = 20
@@ -270,12 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    results = stopping_servers(lambda: run(args))
-    if results is None:
-        return 130
-    path = write(results, kind=f"isolation-{args.topology}")
-    print(f"\nResults: {path}; {results['elapsed_s']}s")
-    return 0
+    return run_and_report(lambda: run(args), kind=f"isolation-{args.topology}")
 
 
 if __name__ == "__main__":

@@ -47,10 +47,10 @@ from backoffice.config import load_settings
 from backoffice.items import service as items
 from backoffice.users import service as users
 from bench import ROOT
-from bench.__main__ import app_environment, stopping_servers
+from bench.__main__ import app_environment, run_and_report
 from bench.database import flask, recreate
 from bench.load import parse
-from bench.report import machine, write
+from bench.report import machine
 from bench.servers import BACKOFFICE, HOST, SERVE, free_port, running, stop
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench_restart"
@@ -325,12 +325,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    results = stopping_servers(lambda: run(args))
-    if results is None:
-        return 130
-    path = write(results, kind="restart")
-    print(f"\nResults: {path}; {results['elapsed_s']}s")
-    return 0
+    return run_and_report(lambda: run(args), kind="restart")
 
 
 if __name__ == "__main__":

@@ -34,11 +34,11 @@ from bench.__main__ import (
     database_url,
     load_options,
     prepare,
-    stopping_servers,
+    run_and_report,
 )
 from bench.apps import backoffice
 from bench.load import Endpoint, Result, combine, parse, warm_up, wrk, wrk_output, wrk_params
-from bench.report import check, machine, write
+from bench.report import check, machine
 from bench.servers import BACKOFFICE, running, settings
 
 READ_CONNECTIONS = 20
@@ -185,12 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    results = stopping_servers(lambda: run(args))
-    if results is None:
-        return 130
-    path = write(results, kind="storm")
-    print(f"\nResults: {path}; {results['elapsed_s']}s")
-    return 0
+    return run_and_report(lambda: run(args), kind="storm")
 
 
 if __name__ == "__main__":
