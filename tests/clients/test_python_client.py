@@ -403,8 +403,23 @@ def _jobs(tour: Tour, member: Any) -> None:
     assert finished.status == models.JobStatus.SUCCEEDED, finished.error
     csv = _ok(call("get_job_result", member, job_id=job.id), 200, str)
     assert csv.splitlines()[0].startswith("id,")
+
+    # A model job: its body type, and its result read back through the generated models.
+    batch = models.SentimentJob(
+        type_="sentiment", input_=models.TextBatchInput(texts=["I love it!", "Awful."])
+    )
+    scored = _ok(call("create_job", member, body=batch), 202, models.JobAccepted)
+    model_run = eventually(
+        lambda: _ok(call("get_job", member, job_id=scored.id), 200, models.JobOut),
+        lambda polled: polled.status in FINAL,
+    )
+    assert model_run.status == models.JobStatus.SUCCEEDED, model_run.error
+    result = model_run.result.to_dict()
+    assert result["model"] == "vader"
+    assert [text["label"] for text in result["results"]] == ["positive", "negative"]
+
     listed = _ok(call("list_jobs", member), 200, models.JobList)
-    assert {listed_job.id for listed_job in listed.data} == {queued.id, job.id}
+    assert {listed_job.id for listed_job in listed.data} == {queued.id, job.id, scored.id}
 
 
 def _webhooks(tour: Tour, admin: Any, order: Any) -> None:
