@@ -23,7 +23,7 @@ from sqlalchemy import Select, bindparam
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backoffice.errors import BadRequest
-from backoffice.readonly import read_rows
+from backoffice.readonly import is_prepared, prepared, read_rows
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
@@ -108,5 +108,7 @@ def _page_statement(
     if statement is None:
         paged = query.where(key < bindparam("after")) if resumed else query
         statement = paged.order_by(key.desc()).limit(bindparam("limit"))
+        if is_prepared(query):  # built once, like the query it pages through
+            prepared(statement)
         built[(key.key, resumed)] = statement
     return statement

@@ -28,7 +28,7 @@ from backoffice.errors import Conflict, Forbidden, InvalidToken, NotFound, Valid
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
 from backoffice.principal import Principal, scopes_for
-from backoffice.readonly import read_row
+from backoffice.readonly import prepared, read_row
 from backoffice.users import service as users
 
 #: Read in the same query as a credential's own row (one round trip per request).
@@ -36,14 +36,18 @@ USERS: Table = users.USERS
 API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 #: What every authenticated request asks about its token, built once: its user's state,
 #: and whether the token `:jti` or its `:family` is revoked, in one query.
-TOKEN_STATE = select(
-    USERS.c.role,
-    USERS.c.active,
-    USERS.c.token_generation,
-    exists().where(RevokedToken.jti.in_([bindparam("jti"), bindparam("family")])).label("revoked"),
-).where(USERS.c.id == bindparam("user_id"))
+TOKEN_STATE = prepared(
+    select(
+        USERS.c.role,
+        USERS.c.active,
+        USERS.c.token_generation,
+        exists()
+        .where(RevokedToken.jti.in_([bindparam("jti"), bindparam("family")]))
+        .label("revoked"),
+    ).where(USERS.c.id == bindparam("user_id"))
+)
 #: What every API-key request asks about its key and owner, built once.
-KEY_BY_PREFIX = (
+KEY_BY_PREFIX = prepared(
     select(
         API_KEYS.c.id,
         API_KEYS.c.user_id,

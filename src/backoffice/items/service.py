@@ -16,15 +16,15 @@ from backoffice.errors import Conflict, NotFound, ValidationFailed
 from backoffice.extensions import db
 from backoffice.items.models import Item
 from backoffice.pagination import Page, paginate
-from backoffice.readonly import read_row
+from backoffice.readonly import prepared, read_row
 from backoffice.versioning import commit_versioned, require_version
 
 #: The table behind `Item`, for the Core statements of the hot paths.
 ITEMS = cast(Table, Item.__table__)
 #: What a read returns: the item's columns as a row (`row.name`, `row.version`, ...).
-ITEM_COLUMNS = select(*ITEMS.columns)
+ITEM_COLUMNS = prepared(select(*ITEMS.columns))
 #: Built once: the hottest query in the service, by primary key.
-ITEM_BY_ID = ITEM_COLUMNS.where(ITEMS.c.id == bindparam("item_id"))
+ITEM_BY_ID = prepared(ITEM_COLUMNS.where(ITEMS.c.id == bindparam("item_id")))
 #: A new item, returned whole (its id and timestamps are the columns' defaults).
 INSERT_ITEM = insert(ITEMS).returning(*ITEMS.columns)
 #: What a report shows of an item, in this order.

@@ -15,7 +15,7 @@ from backoffice import transactions
 from backoffice.errors import NotFound
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
-from backoffice.readonly import read_row
+from backoffice.readonly import prepared, read_row
 from backoffice.todos.models import Todo
 from backoffice.versioning import commit_versioned, require_version
 
@@ -30,8 +30,8 @@ TODO_COLUMNS = select(
     TODOS.c.created_at,
     TODOS.c.updated_at,
 )
-TODO_BY_OWNER_AND_ID = TODO_COLUMNS.where(
-    TODOS.c.id == bindparam("todo_id"), TODOS.c.user_id == bindparam("user_id")
+TODO_BY_OWNER_AND_ID = prepared(
+    TODO_COLUMNS.where(TODOS.c.id == bindparam("todo_id"), TODOS.c.user_id == bindparam("user_id"))
 )
 
 
