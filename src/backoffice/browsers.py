@@ -75,18 +75,34 @@ def docs_csp(html: str) -> str:
     )
 
 
+#: Every answer's, unless its view said otherwise (a console page has its own policy).
+_DEFAULTS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Content-Security-Policy", API_CSP),
+)
+#: `CREDENTIAL_HEADERS` as the WSGI environ names them.
+_CREDENTIAL_KEYS = tuple(f"HTTP_{name.upper().replace('-', '_')}" for name in CREDENTIAL_HEADERS)
+
+
 def _security_headers(response: Response) -> Response:
+    """On every answer. Runs on every request, so it looks at the headers once, and at the
+    request's environ rather than its parsed headers."""
+    current = request._get_current_object()  # type: ignore[attr-defined]
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.endpoint in DOCS_ENDPOINTS and response.mimetype == "text/html":
+    present = {name.lower() for name, _value in headers}
+    if current.endpoint in DOCS_ENDPOINTS and response.mimetype == "text/html":
         headers["Content-Security-Policy"] = docs_csp(response.get_data(as_text=True))
-    else:
-        headers.setdefault("Content-Security-Policy", API_CSP)
-    if request.blueprint in CREDENTIAL_BLUEPRINTS or any(
-        name in request.headers for name in CREDENTIAL_HEADERS
-    ):
-        response.cache_control.no_store = True  # beside what the view says (SSE: no-cache)
+        present.add("content-security-policy")
+    for name, value in _DEFAULTS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    environ = current.environ
+    if current.blueprint in CREDENTIAL_BLUEPRINTS or any(k in environ for k in _CREDENTIAL_KEYS):
+        if "cache-control" in present:
+            response.cache_control.no_store = True  # beside what the view says (SSE: no-cache)
+        else:
+            headers.add("Cache-Control", "no-store")
     return response
 
 

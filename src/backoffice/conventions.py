@@ -22,10 +22,11 @@ import functools
 import hashlib
 import hmac
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.http import quote_etag
@@ -63,12 +64,12 @@ class StrictUUIDConverter(BaseConverter):
         return str(value)
 
 
-def _declared_body_types() -> list[str]:
+def _declared_body_types(incoming: Request) -> list[str]:
     """The media types the view's `@bp.input` declares for its body ([] when it has none)."""
-    view = current_app.view_functions.get(request.endpoint or "")
+    view = current_app.view_functions.get(incoming.endpoint or "")
     view_class = getattr(view, "view_class", None)
     if view_class is not None:
-        view = getattr(view_class, request.method.lower(), None)
+        view = getattr(view_class, incoming.method.lower(), None)
     spec = declared_view_spec(view)
     if spec.get("body") is None:
         return []
@@ -76,14 +77,25 @@ def _declared_body_types() -> list[str]:
     return [declared] if isinstance(declared, str) else list(declared)
 
 
-def read_safe_requests_in_autocommit() -> None:
+def before_view() -> None:
+    """Every request, before its view: a safe request's reads put in autocommit, then the
+    checks of `REQUEST_CHECKS`, in order. One hook, with `request` looked up once: Flask's
+    dispatch of a hook, and each lookup through the `request` proxy, cost more than most
+    of these checks do themselves."""
+    incoming: Request = request._get_current_object()  # type: ignore[attr-defined]
+    read_safe_requests_in_autocommit(incoming)
+    for check in REQUEST_CHECKS:
+        check(incoming)
+
+
+def read_safe_requests_in_autocommit(incoming: Request) -> None:
     """A safe request's reads run in autocommit, until its teardown (`database.reads_only`).
 
-    Opened by the first of the conventions' hooks (none before it reads the database) and
-    closed at teardown, which Flask runs on every way out of a request (an error included)
-    in the thread that served it: the next request that thread serves starts without it.
+    Opened before the conventions' checks (none of them reads the database) and closed at
+    teardown, which Flask runs on every way out of a request (an error included) in the
+    thread that served it: the next request that thread serves starts without it.
     """
-    if request.method in SAFE_METHODS:
+    if incoming.method in SAFE_METHODS:
         stack = ExitStack()
         stack.enter_context(reads_only())
         setattr(g, _READS_ONLY, stack)
@@ -96,37 +108,40 @@ def end_reads_only(_error: BaseException | None) -> None:
         stack.close()
 
 
-def refuse_incomplete_body() -> None:
+def refuse_incomplete_body(incoming: Request) -> None:
     """The server's front gave up waiting for the body (`backoffice.serving`): 408, and
     the connection is not used again (the rest of the body may still be on its way)."""
-    seconds = request.environ.get(BODY_TIMED_OUT)
+    seconds = incoming.environ.get(BODY_TIMED_OUT)
     if seconds is not None:
         raise RequestTimeout(f"The request body did not arrive within {seconds:g} seconds.")
 
 
-def refuse_lowercase_method() -> None:
+def refuse_lowercase_method(incoming: Request) -> None:
     """Werkzeug upper-cases the method it is given, so `get` would be served as `GET`;
     HTTP methods are case-sensitive, and no method of this API is spelled that way."""
-    method = request.environ.get("REQUEST_METHOD", "")
-    if method != request.method and request.routing_exception is None:
-        adapter = current_app.url_map.bind_to_environ(request.environ)
+    method = incoming.environ.get("REQUEST_METHOD", "")
+    if method != incoming.method and incoming.routing_exception is None:
+        adapter = current_app.url_map.bind_to_environ(incoming.environ)
         raise MethodNotAllowed(valid_methods=sorted(adapter.allowed_methods()))
 
 
-def refuse_nul_in_headers() -> None:
+def refuse_nul_in_headers(incoming: Request) -> None:
     """A header holding U+0000 is malformed: 400, before any view looks anything up by it
     (an API key, say). Query strings and bodies are checked by their schemas. So is one the
     server's front could not read as text (`serving.UNREADABLE_HEADER`): acting as if it
     had not been sent (an `Idempotency-Key`, say) would be wrong."""
-    unreadable = request.environ.get(UNREADABLE_HEADER)
+    environ = incoming.environ
+    unreadable = environ.get(UNREADABLE_HEADER)
     if unreadable is not None:
         raise BadRequest(f"The {unreadable} header holds characters other than visible ASCII.")
-    for name, value in request.headers.items():
-        if NUL in value:
+    for key, value in environ.items():
+        header = key in _HEADER_KEYS or key.startswith("HTTP_")
+        if header and isinstance(value, str) and NUL in value:
+            name = key.removeprefix("HTTP_").replace("_", "-").title()
             raise BadRequest(f"The {name} header holds U+0000 (NUL), which is never accepted.")
 
 
-def read_streamed_body() -> None:
+def read_streamed_body(incoming: Request) -> None:
     """Read a body of unannounced length (chunked) now, and refuse one that is too long.
 
     Werkzeug stops reading such a body at MAX_CONTENT_LENGTH bytes and hands over what it
@@ -134,37 +149,49 @@ def read_streamed_body() -> None:
     instead of refused (413, as it is when Content-Length announces it). Whoever reads the
     body later gets these cached bytes.
     """
-    if request.method in SAFE_METHODS or request.content_length is not None:
+    if incoming.method in SAFE_METHODS or incoming.content_length is not None:
         return  # no body, or an announced one (Werkzeug checks it against the limit)
-    if not request.environ.get("wsgi.input_terminated"):
+    if not incoming.environ.get("wsgi.input_terminated"):
         return  # the server does not stream bodies: Werkzeug reads none
-    body = request.get_data(cache=True)
-    limit = request.max_content_length
-    if limit is not None and len(body) >= limit and request.environ["wsgi.input"].read(1):
+    body = incoming.get_data(cache=True)
+    limit = incoming.max_content_length
+    if limit is not None and len(body) >= limit and incoming.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge()
 
 
-def require_json_object() -> None:
+def require_json_object(incoming: Request) -> None:
     """Before a view with a JSON body runs, make sure there is one."""
-    if request.method not in {"POST", "PUT", "PATCH"}:
+    if incoming.method not in {"POST", "PUT", "PATCH"}:
         return
-    accepted = _declared_body_types()
+    accepted = _declared_body_types(incoming)
     if "application/json" not in accepted:
         return
-    if request.mimetype in accepted and not request.is_json:
+    if incoming.mimetype in accepted and not incoming.is_json:
         return  # a form, where the view also takes one (OAuth2's token request)
-    if not request.is_json:
-        if not request.content_length and not request.content_type:
+    if not incoming.is_json:
+        if not incoming.content_length and not incoming.content_type:
             raise BadRequest("This endpoint needs a JSON object as the request body.")
         raise UnsupportedMediaType(
-            f"Send the body as application/json, not {request.mimetype or 'no content type'}."
+            f"Send the body as application/json, not {incoming.mimetype or 'no content type'}."
         )
     try:
-        body = request.get_json()
+        body = incoming.get_json()
     except WerkzeugBadRequest:
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
+
+
+#: What every request must pass before its view runs, in this order (`before_view`).
+REQUEST_CHECKS: tuple[Callable[[Request], None], ...] = (
+    refuse_incomplete_body,
+    refuse_lowercase_method,
+    refuse_nul_in_headers,
+    read_streamed_body,
+    require_json_object,
+)
+#: The environ's header keys without the `HTTP_` prefix (PEP 3333).
+_HEADER_KEYS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
 def etag_for(resource_id: uuid.UUID, version: int) -> str:
@@ -232,6 +259,8 @@ def etag_header(etag: str) -> dict[str, str]:
 
 def not_modified(etag: str) -> Response | None:
     """A 304 when the client's `If-None-Match` already names this version."""
+    if "HTTP_IF_NONE_MATCH" not in request.environ:
+        return None  # most reads: nothing to parse
     if request.if_none_match.contains_weak(etag):
         response = Response(status=304)
         response.set_etag(etag)
@@ -241,10 +270,5 @@ def not_modified(etag: str) -> Response | None:
 
 def init_conventions(app: Flask) -> None:
     app.url_map.converters["uuid"] = StrictUUIDConverter
-    app.before_request(read_safe_requests_in_autocommit)
+    app.before_request(before_view)
     app.teardown_request(end_reads_only)
-    app.before_request(refuse_incomplete_body)
-    app.before_request(refuse_lowercase_method)
-    app.before_request(refuse_nul_in_headers)
-    app.before_request(read_streamed_body)
-    app.before_request(require_json_object)

@@ -30,6 +30,31 @@ def skip_app_wide_rate_limit_check(app: Flask, limiter: Limiter) -> None:
     app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
+def skip_rate_limit_headers(app: Flask, limiter: Limiter) -> None:
+    """Drop Flask-Limiter's app-wide `after_request` hook where it has nothing to do.
+
+    Relies on: `Limiter.init_app` registering `Limiter.__inject_headers` (name-mangled) as
+    an app-wide `after_request` function. It writes the `X-RateLimit-*` headers, which are
+    off (`RATELIMIT_HEADERS_ENABLED`), and settles `deduct_when` limits, which no limit
+    here uses (attempts reserve their places themselves, `backoffice.attempts`); yet it
+    looks up the limiter's request context on every request. Kept when the headers are
+    on. Breaks loudly: a renamed hook leaves nothing to remove and fails `create_app`,
+    so every test. Caught if it goes missing when needed by
+    tests/tools/test_chat_usage.py (the chat limit's 429 and `Retry-After`).
+    """
+    if app.config.get("RATELIMIT_HEADERS_ENABLED"):
+        return
+    hooks = app.after_request_funcs[None]
+    found = [hook for hook in hooks if getattr(hook, "func", None) is _INJECT_HEADERS]
+    if len(found) != 1:
+        raise RuntimeError("Flask-Limiter's after_request hook was not found: see its source")
+    hooks.remove(found[0])
+
+
+#: The function Flask-Limiter registers (bound to the limiter by a partial) after requests.
+_INJECT_HEADERS = Limiter._Limiter__inject_headers  # type: ignore[attr-defined]
+
+
 def declared_view_spec(view: object) -> Mapping[str, Any]:
     """What APIFlask's `@bp.input`/`@bp.output`/`@bp.doc` recorded on a view function.
 

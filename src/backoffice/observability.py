@@ -61,24 +61,32 @@ def configure_logging(level: str, json_lines: bool, trace_ids: bool = False) -> 
     )
 
 
+#: `REQUEST_ID_HEADER` as the WSGI environ names it.
+_REQUEST_ID_KEY = f"HTTP_{REQUEST_ID_HEADER.upper().replace('-', '_')}"
+
+
 def _start_request() -> None:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    g.request_started = time.perf_counter()
+    incoming = request.environ.get(_REQUEST_ID_KEY, "")
+    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    state = g._get_current_object()
+    state.request_id = request_id
+    state.request_started = time.perf_counter()
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=g.request_id)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
 
 
 def _finish_request(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = g.request_id
-    duration_ms = (time.perf_counter() - g.request_started) * 1000
+    state = g._get_current_object()
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    response.headers[REQUEST_ID_HEADER] = state.request_id
+    duration_ms = (time.perf_counter() - state.request_started) * 1000
     log.info(
         "request",
-        method=request.method,
-        path=request.path,
+        method=current.method,
+        path=current.path,
         status=response.status_code,
         duration_ms=round(duration_ms, 2),
-        user=g.get("user_id"),
+        user=state.get("user_id"),
     )
     return response
 
