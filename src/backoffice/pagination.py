@@ -23,7 +23,8 @@ from sqlalchemy import Select, bindparam
 from sqlalchemy.orm import InstrumentedAttribute
 
 from backoffice.errors import BadRequest
-from backoffice.readonly import is_prepared, prepared, read_rows
+from backoffice.prepared import is_prepared, prepared
+from backoffice.readonly import read_rows
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100

@@ -27,8 +27,9 @@ from backoffice.database import utcnow
 from backoffice.errors import Conflict, Forbidden, InvalidToken, NotFound, ValidationFailed
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
+from backoffice.prepared import prepared
 from backoffice.principal import Principal, scopes_for
-from backoffice.readonly import prepared, read_row
+from backoffice.readonly import read_row
 from backoffice.users import service as users
 
 #: Read in the same query as a credential's own row (one round trip per request).

@@ -16,7 +16,8 @@ from backoffice.errors import Conflict, NotFound, ValidationFailed
 from backoffice.extensions import db
 from backoffice.items.models import Item
 from backoffice.pagination import Page, paginate
-from backoffice.readonly import prepared, read_row
+from backoffice.prepared import prepared
+from backoffice.readonly import read_row
 from backoffice.versioning import commit_versioned, require_version
 
 #: The table behind `Item`, for the Core statements of the hot paths.
@@ -26,7 +27,7 @@ ITEM_COLUMNS = prepared(select(*ITEMS.columns))
 #: Built once: the hottest query in the service, by primary key.
 ITEM_BY_ID = prepared(ITEM_COLUMNS.where(ITEMS.c.id == bindparam("item_id")))
 #: A new item, returned whole (its id and timestamps are the columns' defaults).
-INSERT_ITEM = insert(ITEMS).returning(*ITEMS.columns)
+INSERT_ITEM = prepared(insert(ITEMS).returning(*ITEMS.columns))
 #: What a report shows of an item, in this order.
 REPORT_COLUMNS: Select[Any] = select(
     ITEMS.c.id,

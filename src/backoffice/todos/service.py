@@ -15,7 +15,8 @@ from backoffice import transactions
 from backoffice.errors import NotFound
 from backoffice.extensions import db
 from backoffice.pagination import Page, paginate
-from backoffice.readonly import prepared, read_row
+from backoffice.prepared import prepared
+from backoffice.readonly import read_row
 from backoffice.todos.models import Todo
 from backoffice.versioning import commit_versioned, require_version
 

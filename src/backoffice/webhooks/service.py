@@ -22,12 +22,14 @@ import orjson
 from flask import Flask, current_app
 from sqlalchemy import Row, Select, Table, bindparam, func, select
 
-from backoffice import activity, work
-from backoffice.database import autocommit, first_id_at, upsert_insert
+from backoffice import activity, transactions, work
+from backoffice.database import first_id_at, upsert_insert
 from backoffice.errors import BadRequest, NotFound, Unauthorized
 from backoffice.extensions import db
 from backoffice.housekeeping import Retention
 from backoffice.pagination import Page, paginate
+from backoffice.prepared import prepared
+from backoffice.readonly import read_rows
 from backoffice.webhooks.models import EventStatus, WebhookEvent
 from backoffice.webhooks.signatures import (
     ID_HEADER,
@@ -89,13 +91,17 @@ FAILED_RETENTION = Retention(
 )
 #: A new delivery's insert, by dialect: no row back when `(source, delivery_id)` exists.
 INSERT_NEW = {
-    name: upsert_insert(name, EVENTS)
-    .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-    .returning(EVENTS.c.id)
+    name: prepared(
+        upsert_insert(name, EVENTS)
+        .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
+        .returning(EVENTS.c.id)
+    )
     for name in ("postgresql", "sqlite")
 }
-FIRST_COPY = select(EVENTS.c.id).where(
-    EVENTS.c.source == bindparam("source"), EVENTS.c.delivery_id == bindparam("delivery_id")
+FIRST_COPY = prepared(
+    select(EVENTS.c.id).where(
+        EVENTS.c.source == bindparam("source"), EVENTS.c.delivery_id == bindparam("delivery_id")
+    )
 )
 #: "Replay every failed event matching": rows per transaction, and per request.
 REPLAY_BATCH = 200
@@ -228,13 +234,11 @@ def receive(source: str, headers: HeaderItems, body: bytes) -> tuple[uuid.UUID, 
         "raw_body": body,
         "status": EventStatus.RECEIVED,
     }
-    with autocommit(db.engine).connect() as connection:
-        created = connection.execute(INSERT_NEW[connection.dialect.name], values).scalar()
-        if created is None:  # a redelivery, or a racing copy of this one
-            first: uuid.UUID = connection.execute(
-                FIRST_COPY, {"source": source, "delivery_id": delivery_id}
-            ).scalar_one()
-            return first, False
+    stored = transactions.write_alone(INSERT_NEW[db.engine.dialect.name], values)
+    if not stored:  # a redelivery, or a racing copy of this one
+        (first,) = read_rows(FIRST_COPY, {"source": source, "delivery_id": delivery_id})
+        return first.id, False
+    created: uuid.UUID = stored[0].id
     work.send_soon(QUEUE, created)
     return created, True
 

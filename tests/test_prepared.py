@@ -1,5 +1,6 @@
-"""Prepared reads: on PostgreSQL they run straight on the driver's connection, and must
-give what SQLAlchemy gives, fail as SQLAlchemy fails, and leave the pool as they found it."""
+"""Prepared statements: on PostgreSQL they run straight on the driver's connection, and
+must give what SQLAlchemy gives, store what it stores, fail as it fails, and leave the pool
+as they found it."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select
 from sqlalchemy import exc as sa_exc
 
 from backoffice.auth import service as auth_service
 from backoffice.database import autocommit
 from backoffice.extensions import db
 from backoffice.items import service as items_service
-from backoffice.readonly import _plan, is_prepared, prepared, read_row, read_rows
+from backoffice.prepared import is_prepared, plan, prepared
+from backoffice.readonly import read_row, read_rows
 from backoffice.todos import service as todos_service
+from backoffice.transactions import write_alone, write_one
+from backoffice.webhooks import service as webhooks_service
 
 on_postgresql_only = pytest.mark.parametrize(
     "database_url",
@@ -32,7 +36,9 @@ def through_sqlalchemy(statement, parameters):
 
 def assert_same_rows(statement, parameters):
     """The driver's rows equal SQLAlchemy's: the same columns, values and types."""
-    assert _plan(statement, db.engine) is not None, "the statement is not run on the driver"
+    assert plan(statement, db.engine, frozenset(parameters)) is not None, (
+        "the statement is not run on the driver"
+    )
     fast = read_rows(statement, parameters)
     slow = through_sqlalchemy(statement, parameters)
     assert fast, "compare on rows, not on nothing"
@@ -85,23 +91,23 @@ def test_a_page_of_a_prepared_query_is_prepared_and_a_filtered_one_is_not(app, c
     query = items_service.ITEM_COLUMNS.where(items_service.ITEMS.c.name == bindparam("name"))
     assert not is_prepared(query)
     with app.app_context():
-        assert _plan(query, db.engine) is None
+        assert plan(query, db.engine, frozenset({"name"})) is None
 
 
 @on_postgresql_only
 def test_a_statement_with_a_literal_is_left_to_sqlalchemy(app):
     literal = prepared(select(items_service.ITEMS.c.id).where(items_service.ITEMS.c.quantity > 5))
     with app.app_context():
-        assert _plan(literal, db.engine) is None
+        assert plan(literal, db.engine, frozenset()) is None
         assert read_rows(literal) == []
 
 
 def test_on_sqlite_a_prepared_read_goes_through_sqlalchemy(app, client, database_url):
     created = client.post("/api/items", json={"name": "Either way"}).json
     with app.app_context():
-        on_the_driver = _plan(items_service.ITEM_BY_ID, db.engine) is not None
+        found = plan(items_service.ITEM_BY_ID, db.engine, frozenset({"item_id"}))
         row = read_row(items_service.ITEM_BY_ID, {"item_id": uuid.UUID(created["id"])})
-    assert on_the_driver == database_url.startswith("postgresql")
+    assert (found is not None) == database_url.startswith("postgresql")
     assert row is not None
     assert row.name == "Either way"
     assert row.created_at.tzinfo is not None
@@ -143,3 +149,74 @@ def test_a_read_leaves_its_connection_out_of_autocommit(make_app, database_url):
     assert isinstance(started, datetime)
     assert started.tzinfo is not None
     assert started.astimezone(UTC) == again.astimezone(UTC)
+
+
+def through_sqlalchemy_insert(statement, parameters):
+    with autocommit(db.engine).connect() as connection:
+        return connection.execute(statement, parameters).all()
+
+
+@on_postgresql_only
+def test_a_prepared_insert_stores_what_sqlalchemy_stores(app):
+    values = {"name": "Inserted", "description": None, "quantity": 2}
+    with app.app_context():
+        assert plan(items_service.INSERT_ITEM, db.engine, frozenset(values)) is not None
+        fast = write_one(items_service.INSERT_ITEM, values)
+        (slow,) = through_sqlalchemy_insert(items_service.INSERT_ITEM, values)
+        stored = read_rows(items_service.ITEM_BY_ID, {"item_id": fast.id})
+    # Column defaults made per insert (a new time-ordered id, now), the rest as given.
+    assert fast.id != slow.id
+    assert fast.id.version == slow.id.version == 7
+    assert fast.version == slow.version == 1
+    assert abs(fast.created_at - slow.created_at).total_seconds() < 60
+    assert fast.created_at.tzinfo is not None
+    assert [type(value) for value in fast] == [type(value) for value in slow]
+    assert stored[0]._asdict() == fast._asdict()
+    assert {k: v for k, v in fast._asdict().items() if k in values} == values
+
+
+@on_postgresql_only
+def test_a_prepared_delivery_insert_stores_its_json_and_finds_its_duplicate(app):
+    statement = webhooks_service.INSERT_NEW["postgresql"]
+    values = {
+        "source": "default",
+        "delivery_id": f"evt_{uuid.uuid4().hex}",
+        "event_type": "ping",
+        "payload": {"id": "evt", "nested": {"n": [1, 2.5, None, "ü"]}},
+        "raw_body": b'{"id": "evt"}',
+        "status": webhooks_service.EventStatus.RECEIVED,
+    }
+    with app.app_context():
+        assert plan(statement, db.engine, frozenset(values)) is not None
+        (created,) = write_alone(statement, values)
+        assert write_alone(statement, values) == []  # the same delivery again: nothing
+        event = db.session.get(webhooks_service.WebhookEvent, created.id)
+        assert event.payload == values["payload"]
+        assert event.raw_body == values["raw_body"]
+        assert event.status == webhooks_service.EventStatus.RECEIVED
+        assert event.created_at.tzinfo is not None
+        db.session.rollback()
+
+
+@on_postgresql_only
+def test_a_prepared_insert_that_breaks_a_constraint_raises_integrity_error(app):
+    values = {"name": "Negative", "description": None, "quantity": -1}
+    with app.app_context():
+        with pytest.raises(sa_exc.IntegrityError):
+            write_one(items_service.INSERT_ITEM, values)
+        assert read_rows(items_service.ITEM_COLUMNS.where(items_service.ITEMS.c.quantity < 0)) == []
+
+
+@on_postgresql_only
+def test_a_default_that_wants_the_execution_context_is_left_to_sqlalchemy(app):
+    table = Table(
+        "contextual",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("made", String, default=lambda context: "by context"),
+    )
+    with app.app_context():
+        assert (
+            plan(prepared(insert(table).returning(table.c.id)), db.engine, frozenset({"id"}))
+            is None
+        )
