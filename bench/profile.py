@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
 from importlib.util import find_spec
@@ -41,6 +41,7 @@ from werkzeug.test import EnvironBuilder
 
 from backoffice import create_app, work
 from backoffice.config import load_settings
+from backoffice.items import service as items_service
 from backoffice.webhooks.signatures import sign
 from bench import database, webhooks
 from bench.__main__ import BROKER_URL, app_environment
@@ -58,6 +59,8 @@ SEND_EVERY = 10
 #: Requests run before the measured ones (statement caches, pool, loggers).
 MAX_WARMUP = 200
 ITEM_BODY = b'{"name": "Bench item", "quantity": 1}'
+#: Units of the order scenario's item: more than any run orders.
+ORDER_STOCK = 100_000_000
 #: A login storm's request: the member's email, a wrong password.
 WRONG_LOGIN = {"email": database.EMAIL, "password": "not-the-password"}
 #: The profile's login limit: the window fills in the warm-up and never rolls over during
@@ -119,6 +122,8 @@ class Target:
     access_token: str
     webhook_source: str
     webhook_secret: str
+    #: An item with stock enough for every order the profile places (`stock_up`).
+    stock_item_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,8 @@ class Result:
 
 
 def scenarios(target: Target) -> dict[str, Scenario]:
-    """By name: a member's item read, create and first list page; a signed delivery; a login
-    refused by the throttle (a storm's request)."""
+    """By name: a member's item read, create and first list page, and an order of one line;
+    a signed delivery; a login refused by the throttle (a storm's request)."""
     auth = {"Authorization": f"Bearer {target.access_token}"}
 
     def request(method: str, path: str, **options: Any) -> Callable[[], dict[str, Any]]:
@@ -196,6 +201,17 @@ def scenarios(target: Target) -> dict[str, Scenario]:
             "GET /api/items?limit=20",
             200,
             request("GET", f"{items}?limit=20", headers=auth),
+        ),
+        Scenario(
+            "order",
+            "POST /api/orders (one line)",
+            201,
+            request(
+                "POST",
+                "/api/orders",
+                headers=auth,
+                json={"lines": [{"item_id": target.stock_item_id, "quantity": 1}]},
+            ),
         ),
         Scenario("webhook", f"POST /api/webhooks/{target.webhook_source} (signed)", 201, delivery),
         Scenario(
@@ -443,8 +459,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=("item", "create", "list", "webhook", "refused"),
-        help="only this one (repeatable; default: all five)",
+        choices=("item", "create", "list", "order", "webhook", "refused"),
+        help="only this one (repeatable; default: all six)",
     )
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument(
@@ -507,6 +523,13 @@ def prepare(url: str, env: Mapping[str, str]) -> Target:
     return Target(found.item_id, found.access_token, webhooks.SOURCE, webhooks.SECRET)
 
 
+def stock_up(app: Any, target: Target) -> Target:
+    """An item no run of orders can empty, for the order scenario."""
+    with app.app_context():
+        item = items_service.create_item("Profile stock", quantity=ORDER_STOCK)
+    return replace(target, stock_item_id=str(item.id))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     url = os.environ.get("PROFILE_DATABASE_URL", DEFAULT_URL)
@@ -517,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     target = prepare(url, env)
     app = create_app(load_settings(env))
+    target = stock_up(app, target)
     sender = work.install_sender(app, work.Sender(app, background=False))
     chosen = scenarios(target)
     results = []

@@ -21,6 +21,7 @@ from werkzeug.test import EnvironBuilder
 from backoffice import attempts, config, work
 from backoffice.extensions import db
 from backoffice.items.models import Item
+from backoffice.orders.models import Order
 from backoffice.webhooks.models import WebhookEvent
 from bench import profile
 from tests.support import count_rows, login, signed_headers
@@ -44,7 +45,8 @@ def target(app, make_app, database_url, queue_settings, member, client):
     token = login(gateway.test_client(), member)["access_token"]
     # As the profile runs: the deliveries' messages sent in the measuring thread.
     work.install_sender(gateway, work.Sender(gateway, background=False))
-    return gateway, profile.Target(created.json["id"], token, "acme", SECRET)
+    found = profile.stock_up(gateway, profile.Target(created.json["id"], token, "acme", SECRET))
+    return gateway, found
 
 
 def test_every_scenario_is_measured_and_its_components_add_up(target, in_db):
@@ -53,7 +55,14 @@ def test_every_scenario_is_measured_and_its_components_add_up(target, in_db):
         profile.measure(gateway, scenario, REQUESTS, work.sender(gateway), send_every=3)
         for scenario in profile.scenarios(found).values()
     ]
-    assert [r.scenario for r in results] == ["item", "create", "list", "webhook", "refused"]
+    assert [r.scenario for r in results] == [
+        "item",
+        "create",
+        "list",
+        "order",
+        "webhook",
+        "refused",
+    ]
     for result in results:
         assert result.requests == REQUESTS
         assert result.us_per_request > 0
@@ -63,7 +72,8 @@ def test_every_scenario_is_measured_and_its_components_add_up(target, in_db):
         assert sum(result.components.values()) == pytest.approx(result.us_per_request)
         assert result.components["ours"] > 0
     # Each request reached the database: warm-up, timed and profiled creates and deliveries.
-    assert in_db(lambda: count_rows(Item)) == 1 + 3 * REQUESTS
+    assert in_db(lambda: count_rows(Item)) == 2 + 3 * REQUESTS  # and the orders' stock
+    assert in_db(lambda: count_rows(Order)) == 3 * REQUESTS
     assert in_db(lambda: count_rows(WebhookEvent)) == 3 * REQUESTS
     # ... and every delivery was sent (and stamped) within the measured requests.
     unsent = select(WebhookEvent).where(WebhookEvent.enqueued_at.is_(None))
