@@ -27,7 +27,10 @@ from backoffice.dependencies import init_dependencies, redis_options, watch_data
 from backoffice.error_reporting import init_error_reporting
 from backoffice.errors import register_error_handlers
 from backoffice.extensions import db, jwt, limiter
-from backoffice.framework_internals import skip_app_wide_rate_limit_check, skip_rate_limit_headers
+from backoffice.framework_internals import (
+    skip_app_wide_rate_limit_check,
+    skip_rate_limit_bookkeeping,
+)
 from backoffice.guards import Verifiers, init_guards
 from backoffice.health import routes as health
 from backoffice.health.service import VERSION
@@ -104,7 +107,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     limiter.init_app(app)
     # Only views that declare a limit (chat) are limited, and their decorator checks it.
     skip_app_wide_rate_limit_check(app, limiter)
-    skip_rate_limit_headers(app, limiter)
+    skip_rate_limit_bookkeeping(app, limiter)
     auth_service.init_tokens(app)
     init_chat_gateway(app)
     init_chat_places(app)

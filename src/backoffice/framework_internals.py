@@ -30,29 +30,35 @@ def skip_app_wide_rate_limit_check(app: Flask, limiter: Limiter) -> None:
     app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
-def skip_rate_limit_headers(app: Flask, limiter: Limiter) -> None:
-    """Drop Flask-Limiter's app-wide `after_request` hook where it has nothing to do.
+def skip_rate_limit_bookkeeping(app: Flask, limiter: Limiter) -> None:
+    """Drop Flask-Limiter's app-wide `after_request` and `teardown_request` hooks.
 
-    Relies on: `Limiter.init_app` registering `Limiter.__inject_headers` (name-mangled) as
-    an app-wide `after_request` function. It writes the `X-RateLimit-*` headers, which are
-    off (`RATELIMIT_HEADERS_ENABLED`), and settles `deduct_when` limits, which no limit
-    here uses (attempts reserve their places themselves, `backoffice.attempts`); yet it
-    looks up the limiter's request context on every request. Kept when the headers are
-    on. Breaks loudly: a renamed hook leaves nothing to remove and fails `create_app`,
-    so every test. Caught if it goes missing when needed by
-    tests/tools/test_chat_usage.py (the chat limit's 429 and `Retry-After`).
+    Relies on: `Limiter.init_app` registering `Limiter.__inject_headers` (name-mangled,
+    through a partial) after requests and the bound `Limiter.__release_context` at
+    teardown. The first writes the `X-RateLimit-*` headers, which are off
+    (`RATELIMIT_HEADERS_ENABLED`), and settles `deduct_when` limits, which no limit here
+    uses (attempts reserve their places themselves, `backoffice.attempts`); the second
+    resets the limiter's state kept on the request's own context, which is discarded with
+    it. Yet both looked that state up on every request (with the headers on, both stay).
+    Breaks loudly: a renamed hook is not found and fails `create_app`, so every test.
+    Caught if the chat limit needs them after an upgrade by tests/tools/test_chat_usage.py
+    (the chat limit's 429 and `Retry-After`, a limit that resets between windows).
     """
     if app.config.get("RATELIMIT_HEADERS_ENABLED"):
         return
-    hooks = app.after_request_funcs[None]
-    found = [hook for hook in hooks if getattr(hook, "func", None) is _INJECT_HEADERS]
-    if len(found) != 1:
-        raise RuntimeError("Flask-Limiter's after_request hook was not found: see its source")
-    hooks.remove(found[0])
+    after = app.after_request_funcs[None]
+    injecting = [hook for hook in after if getattr(hook, "func", None) is _INJECT_HEADERS]
+    teardown = app.teardown_request_funcs[None]
+    releasing = [hook for hook in teardown if getattr(hook, "__func__", None) is _RELEASE]
+    if len(injecting) != 1 or len(releasing) != 1:
+        raise RuntimeError("Flask-Limiter's request hooks were not found: see its init_app")
+    after.remove(injecting[0])
+    teardown.remove(releasing[0])
 
 
-#: The function Flask-Limiter registers (bound to the limiter by a partial) after requests.
+#: What Flask-Limiter registers after each request (bound by a partial) and at teardown.
 _INJECT_HEADERS = Limiter._Limiter__inject_headers  # type: ignore[attr-defined]
+_RELEASE = Limiter._Limiter__release_context  # type: ignore[attr-defined]
 
 
 def declared_view_spec(view: object) -> Mapping[str, Any]:
