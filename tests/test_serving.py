@@ -12,6 +12,7 @@ import asyncio
 import json
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -406,3 +407,25 @@ def test_a_resting_thread_sleeps_in_proportion_to_the_cpu_time_its_job_took():
     with ThreadPoolExecutor(1) as loop_thread:
         ended, started = loop_thread.submit(asyncio.run, one_after_the_other()).result()
     assert started - ended >= 3 * cpu  # a sleep is never shorter than asked
+
+
+@pytest.mark.parametrize("rest", [0, 1])
+def test_a_thread_lets_go_of_a_job_once_it_has_run(rest):
+    """Granian ends a streamed answer only when its transport is let go: a thread that kept
+    its last job until the next one left a chat stream open (tests/tools/test_chat_granian.py)."""
+    threads = AppThreads(1, "app", rest=rest)
+
+    class Transport:
+        pass
+
+    transport = Transport()
+    gone = weakref.ref(transport)
+
+    async def run_once() -> None:
+        held = transport
+        await threads.run(asyncio.get_running_loop(), lambda: held)
+
+    with ThreadPoolExecutor(1) as loop_thread:
+        loop_thread.submit(asyncio.run, run_once()).result()
+    del transport
+    eventually(lambda: gone() is None, timeout=10, interval=0.01)

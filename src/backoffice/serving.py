@@ -158,13 +158,16 @@ class AppThreads:
         return self._jobs.qsize()
 
     def _work(self) -> None:
+        # No job is kept once it has run: one may hold a streamed answer's transport, and
+        # Granian ends the answer only when that is let go.
         while True:
-            job = self._jobs.get()
             if not self.rest:
-                job()
+                self._jobs.get()()
                 continue
+            job = self._jobs.get()
             started = time.thread_time()
             job()  # its answer is handed over before the rest: only the next job waits
+            del job
             time.sleep((time.thread_time() - started) * self.rest)
 
 
