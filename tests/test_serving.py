@@ -421,11 +421,10 @@ def test_a_thread_lets_go_of_a_job_once_it_has_run(rest):
     transport = Transport()
     gone = weakref.ref(transport)
 
-    async def run_once() -> None:
-        held = transport
+    async def run_once(held: Transport) -> None:
         await threads.run(asyncio.get_running_loop(), lambda: held)
 
     with ThreadPoolExecutor(1) as loop_thread:
-        loop_thread.submit(asyncio.run, run_once()).result()
+        loop_thread.submit(asyncio.run, run_once(transport)).result()
     del transport
     eventually(lambda: gone() is None, timeout=10, interval=0.01)
