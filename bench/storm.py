@@ -4,7 +4,7 @@ login storm.
 A client that keeps sending wrong passwords is refused with 429 once past
 `LOGIN_RATE_LIMIT`; the refusals should cost the other clients little. The aims: during a
 storm of 50 connections, the authenticated item read measured beside it (20 connections)
-keeps at least 0.7x its solo throughput, with its p99 under 100 ms.
+keeps at least 0.6x its solo throughput (issue 23; 0.7x before), with its p99 under 100 ms.
 
 1. The bench's database and fixtures (`python -m bench`'s: migrated, 100,000 items, a
    member and their access token), and Backoffice alone under the production server.
@@ -46,7 +46,7 @@ STORM_CONNECTIONS = 50
 #: The storm starts this many seconds before the read's measurement and ends as long after.
 LEAD_S = 1
 #: The aims: the read's req/s during the storm over its solo req/s, and its p99 then.
-SOLO_SHARE = 0.7
+SOLO_SHARE = 0.6
 P99_MS = 100.0
 #: The storm measures what it should only if the limiter refuses almost all of it.
 REFUSED_SHARE = 0.95

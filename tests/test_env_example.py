@@ -21,7 +21,7 @@ READ = re.compile(r"""environ(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']""")
 LISTED = re.compile(r"^#? ?([A-Z][A-Z0-9_]*)=", re.MULTILINE)
 #: Variables we read that belong to the machine, not to the service, and keys of a
 #: request's WSGI environ, which the pattern cannot tell from variables.
-NOT_SETTINGS = {"PATH", "CONTENT_LENGTH", "REQUEST_METHOD"}
+NOT_SETTINGS = {"PATH", "CONTENT_LENGTH", "REQUEST_METHOD", "PATH_INFO"}
 
 
 def table_variables() -> set[str]:

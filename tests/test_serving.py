@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from backoffice.serving import ThreadedWSGI
-from tests.support import PROBLEM
+from backoffice.serving import LANE_FULL, AppThreads, Lane, ThreadedWSGI
+from tests.support import PROBLEM, eventually
 
 BODY = json.dumps({"name": "Gear", "quantity": 2}).encode()
 
@@ -284,3 +286,145 @@ def test_an_app_that_fails_leaves_the_error_to_the_server():
     front = ThreadedWSGI(failing, threads=1, body_timeout=1, max_body=10)
     with pytest.raises(RuntimeError, match="a bug"):
         serve(front, Scope("GET", "/", Headers([])), Protocol())
+
+
+# --- lanes ---------------------------------------------------------------------------
+
+LOGIN = "/api/auth/token"
+
+
+def login_lane(queue: int = 4) -> Lane:
+    return Lane("login", prefixes=(LOGIN,), threads=1, queue=queue)
+
+
+class Holding:
+    """A WSGI app in front of `app`: a request to the lane's path that is not refused for a
+    full lane waits until `release` is set (as a login waiting on the database would);
+    every answer says which thread ran it."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, environ, start_response):
+        if environ["PATH_INFO"] == LOGIN and LANE_FULL not in environ:
+            self.entered.set()
+            assert self.release.wait(30)
+
+        def named(status, headers, exc_info=None):
+            thread = threading.current_thread().name
+            return start_response(status, [*headers, ("X-Thread", thread)], exc_info)
+
+        return self.app(environ, named)
+
+
+def in_background(front: ThreadedWSGI, scope: Scope) -> tuple[ThreadPoolExecutor, Any]:
+    """`serve(front, scope, ...)` started in a thread of its own: the pool and the future."""
+    pool = ThreadPoolExecutor(1)
+    return pool, pool.submit(serve, front, scope, Protocol([b"{}"]))
+
+
+def login(client) -> Scope:
+    body = {"Content-Type": "application/json", "Content-Length": "2"}
+    return request(client, "POST", LOGIN, **body)
+
+
+def test_a_lanes_requests_run_on_its_own_threads_and_every_other_on_the_shared_ones(app, client):
+    front = ThreadedWSGI(
+        Holding(app), threads=4, body_timeout=1, max_body=1024, lanes=[login_lane()]
+    )
+    front.wsgi_app.release.set()
+    done = serve(front, login(client), Protocol([b"{}"]))
+    assert done.status == 422  # the app's own answer: no email, no password
+    assert done.headers["x-thread"] == "login-0"
+    done = serve(front, request(client, "GET", "/api/items"), Protocol())
+    assert done.status == 200
+    assert done.headers["x-thread"].startswith("app-")
+    # Its thread rests 4 times as long as it worked: a fifth of the time, as any of the 5.
+    assert [threads.rest for _, threads in front.lanes] == [4]
+
+
+def test_with_the_lanes_thread_held_every_other_request_is_answered(app, client):
+    holding = Holding(app)
+    front = ThreadedWSGI(holding, threads=1, body_timeout=1, max_body=1024, lanes=[login_lane()])
+    logins = [in_background(front, login(client)) for _ in range(3)]
+    try:
+        assert holding.entered.wait(10)
+        for _ in range(5):  # one shared thread, and the lane's held: each answered anyway
+            done = serve(front, request(client, "GET", "/api/items"), Protocol())
+            assert done.status == 200
+        assert not any(future.done() for _, future in logins)
+    finally:
+        holding.release.set()
+    for pool, future in logins:
+        assert future.result(timeout=10).status == 422  # the app's own answer, once let go
+        pool.shutdown()
+
+
+def test_past_the_lanes_queue_a_request_is_503_server_busy_at_once(app, client):
+    holding = Holding(app)
+    front = ThreadedWSGI(
+        holding, threads=1, body_timeout=1, max_body=1024, lanes=[login_lane(queue=1)]
+    )
+    lane = front.lanes[0][1]
+    held = [in_background(front, login(client))]
+    try:
+        assert holding.entered.wait(10)  # the lane's one thread took the first
+        held.append(in_background(front, login(client)))
+        eventually(lane.waiting, until=lambda waiting: waiting == 1, timeout=10)
+        done = serve(front, login(client), Protocol([b"{}"]))
+        assert not any(future.done() for _, future in held)
+    finally:
+        holding.release.set()
+    assert done.status == 503
+    assert done.headers["retry-after"] == "1"
+    assert done.headers["x-thread"].startswith("app-")  # refused on a shared thread
+    problem = done.problem
+    assert problem["type"] == "/problems/server-busy"
+    assert problem["detail"] == "Too many login requests are waiting on this server; retry shortly."
+    assert problem["request_id"] == done.headers["x-request-id"]
+    for pool, future in held:
+        assert future.result(timeout=10).status == 422
+        pool.shutdown()
+
+
+def test_a_resting_thread_sleeps_in_proportion_to_the_cpu_time_its_job_took():
+    threads = AppThreads(1, "lane", rest=3)
+    cpu = 0.02
+
+    def burn() -> float:
+        started = time.thread_time()
+        while time.thread_time() - started < cpu:
+            pass
+        return time.perf_counter()
+
+    async def one_after_the_other() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        first, second = threads.run(loop, burn), threads.run(loop, time.perf_counter)
+        return await first, await second
+
+    with ThreadPoolExecutor(1) as loop_thread:
+        ended, started = loop_thread.submit(asyncio.run, one_after_the_other()).result()
+    assert started - ended >= 3 * cpu  # a sleep is never shorter than asked
+
+
+@pytest.mark.parametrize("rest", [0, 1])
+def test_a_thread_lets_go_of_a_job_once_it_has_run(rest):
+    """Granian ends a streamed answer only when its transport is let go: a thread that kept
+    its last job until the next one left a chat stream open (tests/tools/test_chat_granian.py)."""
+    threads = AppThreads(1, "app", rest=rest)
+
+    class Transport:
+        pass
+
+    transport = Transport()
+    gone = weakref.ref(transport)
+
+    async def run_once(held: Transport) -> None:
+        await threads.run(asyncio.get_running_loop(), lambda: held)
+
+    with ThreadPoolExecutor(1) as loop_thread:
+        loop_thread.submit(asyncio.run, run_once(transport)).result()
+    del transport
+    eventually(lambda: gone() is None, timeout=10, interval=0.01)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from backoffice import lanes, startup
 from tests.support import (
     ROOT,
     deployed,
@@ -240,3 +241,12 @@ def test_a_server_or_worker_process_imports_nothing_it_never_uses(module, tmp_pa
     answer = run([sys.executable, "-c", code], {}, tmp_path)
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.split() == []
+
+
+def test_the_check_fails_once_when_a_login_lane_endpoint_is_gone(monkeypatch, tmp_path):
+    """A login endpoint renamed without `lanes` knowing stops `deploy/serve` at its check,
+    rather than failing in every worker Granian respawns."""
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setattr(lanes, "LOGIN_ENDPOINTS", frozenset({"auth.token", "auth.renamed"}))
+    with pytest.raises(LookupError, match=r"auth\.renamed"):
+        startup.main()

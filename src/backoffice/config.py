@@ -205,6 +205,25 @@ class Config(BaseSettings):
         description="Threads per `deploy/serve` worker process that run the app "
         "(`backoffice.serving`).",
     )
+    SERVER_AUTH_THREADS: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Threads per `deploy/serve` worker process of their own for the login "
+        "endpoints (`POST {prefix}/auth/token`, the console's sign-in), beside the "
+        "`SERVER_THREADS`; each takes at most one thread's share of the process's time. A "
+        "storm of password guesses waits behind itself, never for the threads everything "
+        "else needs. See [Isolation](operations/isolation.md).",
+    )
+    SERVER_AUTH_QUEUE: int = Field(
+        128,
+        ge=1,
+        le=10_000,
+        description="Login requests per `deploy/serve` worker process that may wait for "
+        "`SERVER_AUTH_THREADS`; the next one is 503 `server-busy` with `Retry-After: 1`, "
+        "at once.",
+        json_schema_extra={"unit": "requests"},
+    )
     PROXY_FIX_X_FOR: int = Field(
         0,
         ge=0,

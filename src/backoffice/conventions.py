@@ -4,6 +4,8 @@
   malformed JSON or a JSON value that is not an object;
 - a body that did not arrive within BODY_READ_TIMEOUT (the server's front says so) is a
   408, and the connection is closed;
+- a request whose lane of threads was full (the server's front says so) is a 503
+  `server-busy` with `Retry-After`, at once;
 - a method is spelled in capitals, as HTTP defines it: `get` is not `GET` (405);
 - a body is never longer than MAX_CONTENT_LENGTH, whether its length was announced or it
   was streamed (chunked): 413 either way;
@@ -33,9 +35,9 @@ from werkzeug.http import quote_etag
 from werkzeug.routing import BaseConverter
 
 from backoffice.database import reads_only
-from backoffice.errors import BadRequest, RequestTimeout, UnsupportedMediaType
+from backoffice.errors import BadRequest, RequestTimeout, ServerBusy, UnsupportedMediaType
 from backoffice.framework_internals import declared_view_spec
-from backoffice.serving import BODY_TIMED_OUT, UNREADABLE_HEADER
+from backoffice.serving import BODY_TIMED_OUT, LANE_FULL, UNREADABLE_HEADER
 from backoffice.storable import NUL
 
 #: Requests that by HTTP's rules change nothing (RFC 9110 §9.2.1).
@@ -116,6 +118,15 @@ def refuse_incomplete_body(incoming: Request) -> None:
         raise RequestTimeout(f"The request body did not arrive within {seconds:g} seconds.")
 
 
+def refuse_past_a_full_lane(incoming: Request) -> None:
+    """The server's front found no room on the request's lane (`serving.Lane`): it is run
+    on the shared threads only to be refused, 503 with `Retry-After`, logged and counted
+    like any answer."""
+    lane = incoming.environ.get(LANE_FULL)
+    if lane is not None:
+        raise ServerBusy(lane)
+
+
 def refuse_lowercase_method(incoming: Request) -> None:
     """Werkzeug upper-cases the method it is given, so `get` would be served as `GET`;
     HTTP methods are case-sensitive, and no method of this API is spelled that way."""
@@ -185,6 +196,7 @@ def require_json_object(incoming: Request) -> None:
 #: What every request must pass before its view runs, in this order (`before_view`).
 REQUEST_CHECKS: tuple[Callable[[Request], None], ...] = (
     refuse_incomplete_body,
+    refuse_past_a_full_lane,
     refuse_lowercase_method,
     refuse_nul_in_headers,
     read_streamed_body,

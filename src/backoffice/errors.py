@@ -137,6 +137,17 @@ class ServiceUnavailable(APIError):
     status, slug = 503, "service-unavailable"
 
 
+class ServerBusy(ServiceUnavailable):
+    """The server's front had no room left on the request's lane of threads
+    (`serving.LANE_FULL`): nothing was done."""
+
+    slug = "server-busy"
+    retry_after = 1
+
+    def __init__(self, lane: str) -> None:
+        super().__init__(f"Too many {lane} requests are waiting on this server; retry shortly.")
+
+
 class StaleVersion(Exception):
     """A write to a versioned row that is not at the version the caller expected.
 

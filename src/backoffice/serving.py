@@ -20,6 +20,10 @@ Here a request takes a thread only once it is complete:
   answer is sent from the event loop: a client that reads slowly holds no thread either,
   except while a streamed answer (a chat's events) is being produced, which the chat
   gateway bounds on its own (`backoffice.tools.capacity`).
+- unless its path is one of a lane's (`Lane`; which paths, the app decides:
+  `backoffice.lanes`): then it runs on that lane's threads, which take no more of the
+  process's time than their share, and a flood of such requests waits behind itself.
+  Past the lane's queue, the app refuses it at once (503) on the shared threads.
 
 An answer with a Content-Length is collected in the thread and handed over in one piece;
 one without (a stream) is sent piece by piece as the app yields it, the thread waiting
@@ -39,7 +43,9 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -52,6 +58,9 @@ BODY_TIMED_OUT = "backoffice.body_timed_out"
 #: Where the front names a header whose value it could not read as text (not visible
 #: ASCII; Granian drops such values): the app answers 400 rather than act without it.
 UNREADABLE_HEADER = "backoffice.unreadable_header"
+#: Where the front tells the app that a request's lane had no room left (`Lane.queue`
+#: waiting already): the lane's name. The app answers 503 at once, on the shared threads.
+LANE_FULL = "backoffice.lane_full"
 
 #: What every request's environ starts from.
 _BASE_ENVIRON: dict[str, Any] = {
@@ -82,13 +91,38 @@ class ClientGone(Exception):
     """The client went away while a streamed answer was being sent."""
 
 
+@dataclass(frozen=True)
+class Lane:
+    """Requests whose path starts with one of `prefixes` run on `threads` threads of their
+    own, not on the shared ones: a flood of them waits behind itself, never in front of
+    everyone else. At most `queue` of them wait for the lane's threads in a process; the
+    next one is handed to the app on the shared threads marked `LANE_FULL`, to be refused
+    at once.
+
+    A lane's thread also takes no more of the process's time than any one thread's share
+    (`ThreadedWSGI`): its own threads alone would not stop a flood that never waits on
+    anything from holding the interpreter lock most of the time, while the shared threads
+    wait on the database and then for the lock."""
+
+    name: str
+    prefixes: tuple[str, ...]
+    threads: int
+    queue: int
+
+
 class AppThreads:
     """The threads that run the app, fed through a plain queue (an executor's futures
     cost more than the handing over itself). Started in the process that uses them: a
-    server that forks after importing the app gets them in each worker."""
+    server that forks after importing the app gets them in each worker.
 
-    def __init__(self, size: int) -> None:
+    With `rest`, a thread sleeps after each job `rest` times the CPU time the job took,
+    without the interpreter lock: busy without a break, it takes at most 1 / (1 + rest) of
+    the process's time, however much work is queued for it."""
+
+    def __init__(self, size: int, name: str = "app", rest: float = 0.0) -> None:
         self.size = size
+        self.name = name
+        self.rest = rest
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -115,13 +149,26 @@ class AppThreads:
             if self._pid == os.getpid():
                 return
             for number in range(self.size):
-                name = f"app-{number}"
+                name = f"{self.name}-{number}"
                 threading.Thread(target=self._work, name=name, daemon=True).start()
             self._pid = os.getpid()
 
+    def waiting(self) -> int:
+        """Jobs handed over that no thread has taken yet."""
+        return self._jobs.qsize()
+
     def _work(self) -> None:
+        # No job is kept once it has run: one may hold a streamed answer's transport, and
+        # Granian ends the answer only when that is let go.
         while True:
-            self._jobs.get()()
+            if not self.rest:
+                self._jobs.get()()
+                continue
+            job = self._jobs.get()
+            started = time.thread_time()
+            job()  # its answer is handed over before the rest: only the next job waits
+            del job
+            time.sleep((time.thread_time() - started) * self.rest)
 
 
 def _resolve(future: asyncio.Future[T], result: T) -> None:
@@ -136,15 +183,38 @@ def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
 
 class ThreadedWSGI:
     """An RSGI app that runs `wsgi_app` on `threads` threads, each request's body read
-    whole first, within `body_timeout` seconds and `max_body` bytes."""
+    whole first, within `body_timeout` seconds and `max_body` bytes; the requests of each
+    of `lanes` on that lane's threads."""
 
     def __init__(
-        self, wsgi_app: WSGIApp, *, threads: int, body_timeout: float, max_body: int
+        self,
+        wsgi_app: WSGIApp,
+        *,
+        threads: int,
+        body_timeout: float,
+        max_body: int,
+        lanes: Sequence[Lane] = (),
     ) -> None:
         self.wsgi_app = wsgi_app
         self.body_timeout = body_timeout
         self.max_body = max_body
         self.threads = AppThreads(threads)
+        # Every thread's fair share: a lane's thread rests (all threads - 1) times as long
+        # as it worked (1 lane thread beside 4 shared ones: at most a fifth of the time).
+        rest = threads + sum(lane.threads for lane in lanes) - 1
+        self.lanes = [(lane, AppThreads(lane.threads, lane.name, rest)) for lane in lanes]
+
+    def _threads_for(self, environ: dict[str, Any]) -> AppThreads:
+        """The lane's threads when the path is one of a lane's, and it has room; else the
+        shared ones."""
+        path = environ["PATH_INFO"]
+        for lane, threads in self.lanes:
+            if path.startswith(lane.prefixes):
+                if threads.waiting() < lane.queue:
+                    return threads
+                environ[LANE_FULL] = lane.name
+                break
+        return self.threads
 
     async def __rsgi__(self, scope: Scope, protocol: Any) -> None:
         if scope.proto != "http":
@@ -155,13 +225,13 @@ class ThreadedWSGI:
             body = await self._read_body(environ, protocol)
         environ["wsgi.input"] = io.BytesIO(body)
         loop = asyncio.get_running_loop()
-        status, headers, content = await self.threads.run(
-            loop, lambda: _run(self.wsgi_app, environ)
-        )
+        threads = self._threads_for(environ)
+        status, headers, content = await threads.run(loop, lambda: _run(self.wsgi_app, environ))
         if isinstance(content, bytes):
             protocol.response_bytes(status, headers, content)
         else:
-            await self._stream(protocol.response_stream(status, headers), content, protocol, loop)
+            stream = protocol.response_stream(status, headers)
+            await self._stream(stream, content, protocol, loop, threads)
 
     async def _read_body(self, environ: dict[str, Any], protocol: Any) -> bytes:
         """The whole body, or as much as tells the app to refuse it: none when it did not
@@ -205,9 +275,10 @@ class ThreadedWSGI:
         content: Iterator[bytes],
         protocol: Any,
         loop: asyncio.AbstractEventLoop,
+        threads: AppThreads,
     ) -> None:
-        """Send what `content` yields as the app's thread produces it; stop it when the
-        client goes away."""
+        """Send what `content` yields as the app's thread produces it (one of `threads`);
+        stop it when the client goes away."""
         gone = threading.Event()
 
         async def watch() -> None:
@@ -231,7 +302,7 @@ class ThreadedWSGI:
 
         watcher = asyncio.ensure_future(watch())
         try:
-            await self.threads.run(loop, pump)
+            await threads.run(loop, pump)
         finally:
             watcher.cancel()
 

@@ -31,6 +31,7 @@ from dotenv import load_dotenv
 
 from backoffice import create_app
 from backoffice.config import ConfigError, refuse
+from backoffice.lanes import lanes
 
 #: What Granian serves unless told otherwise: the WSGI app behind the front that reads
 #: each request whole first (`backoffice.rsgi`).
@@ -47,8 +48,10 @@ def app_from_environment() -> APIFlask:
 
 
 def main() -> None:
-    """Build the app once, as each server worker will, so a bad setting stops the start."""
-    app_from_environment()
+    """Build the app once, as each server worker will (its lanes too: a login endpoint
+    renamed without `lanes` knowing fails here, once, not in every respawned worker), so a
+    bad setting stops the start."""
+    lanes(app_from_environment())
 
 
 def checked_apart() -> int:
