@@ -10,6 +10,7 @@ typed multi-column bookmarks would need the same signing (docs/architecture/libr
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,13 @@ class Page(Generic[T]):
 
 
 def _serializer(kind: str) -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=f"cursor:{kind}")
+    return _signing(current_app.config["SECRET_KEY"], kind)
+
+
+@functools.lru_cache(maxsize=64)
+def _signing(secret: str | bytes, kind: str) -> URLSafeSerializer:
+    """One serializer per secret and kind, not one per page (it derives its key when made)."""
+    return URLSafeSerializer(secret, salt=f"cursor:{kind}")
 
 
 def encode_cursor(kind: str, last_id: uuid.UUID) -> str:
