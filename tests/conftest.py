@@ -64,15 +64,26 @@ WORKER_FIXTURES = frozenset({"worker", "start_worker"})
 BROWSER_FIXTURES = frozenset({"browser", "page"})
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     """Mark every test that starts a Celery worker or a browser, so
-    `-m "not worker and not browser"` is the fast loop."""
+    `-m "not worker and not browser"` is the fast loop (before `-m` selects); then, once
+    pytest has ordered the tests, run those that need no database first.
+
+    pytest puts those last (after grouping the others by backend), and they hold the
+    suite's longest single tests (the docs examples against a real server, a pass over
+    every code point, `flask` and pytest run as processes): run last, one of them kept one
+    xdist worker busy after the other had run out of tests. Moved ahead, the run ends on
+    short tests that the two workers share out evenly."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if WORKER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.worker)
         if BROWSER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.browser)
+    yield
+    uses = [("database_url" in getattr(item, "fixturenames", ()), item) for item in items]
+    items[:] = [item for db, item in uses if not db] + [item for db, item in uses if db]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -794,7 +794,9 @@ def _define_task(celery_app: Celery, queue: WorkQueue) -> None:
         if retry:
             raise task.retry(countdown=retry_delay(task.request.retries + 1))
 
-    celery_app.task(name=queue.task_name, bind=True, max_retries=queue.max_attempts + 1)(run)
+    celery_app.task(
+        name=queue.task_name, bind=True, max_retries=queue.max_attempts + 1, shared=False
+    )(run)
     if queue.rows_per_message > 1:
         _define_many_task(celery_app, queue)
 
@@ -812,7 +814,7 @@ def _define_many_task(celery_app: Celery, queue: WorkQueue) -> None:
                 if retry:
                     _send_retry(celery_app, queue, str(row_id))
 
-    celery_app.task(name=queue.many_task_name)(run_many)
+    celery_app.task(name=queue.many_task_name, shared=False)(run_many)
 
 
 def _process_one(queue: WorkQueue, row_id: str) -> bool:

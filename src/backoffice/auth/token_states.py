@@ -43,6 +43,7 @@ after importing the app), and again in a forked child.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import uuid
@@ -339,12 +340,21 @@ class Listener:
         self.backend_pid: int | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="auth-listener", daemon=True)
+        # A duplicate of the listening connection's socket, for `stop` to wake the thread
+        # from its wait for notifications (up to a heartbeat: a second per closed app in
+        # the tests, which close hundreds). Held under the lock, so it is never shut down
+        # after the thread closed it and its number went to another file.
+        self._waking = threading.Lock()
+        self._socket: socket.socket | None = None
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
+        with self._waking:
+            if self._socket is not None:
+                self._socket.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
@@ -370,8 +380,10 @@ class Listener:
                     if failures:
                         log.info("auth_cache_listening", failures=failures)
                     failures = 0
-                    self._listen(connection)
+                    self._listen_waking(connection)
             except Exception as error:
+                if self._stopped.is_set():
+                    break  # woken by `stop`: the connection's end is ours, not a loss
                 # Expected: psycopg.Error (the server restarted, the connection was lost).
                 # Anything else is a bug, logged with its traceback; either way the cache
                 # is bypassed until a new connection listens.
@@ -391,6 +403,17 @@ class Listener:
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS)) - 1]
                 self._stopped.wait(delay)
         self.states.lost()
+
+    def _listen_waking(self, connection: psycopg.Connection[Any]) -> None:
+        """`_listen`, with the connection's socket where `stop` can shut it down."""
+        with self._waking:
+            self._socket = socket.socket(fileno=os.dup(connection.pgconn.socket))
+        try:
+            self._listen(connection)
+        finally:
+            with self._waking:
+                self._socket.close()
+                self._socket = None
 
     def _listen(self, connection: psycopg.Connection[Any]) -> None:
         while not self._stopped.is_set():
