@@ -97,6 +97,14 @@ def process_environment(**settings: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Server:
+    """A `deploy/serve` a test module started: where it listens, and its log."""
+
+    port: int
+    log: Path
+
+
 def serve_environment(database_url: str, home: Path, port: int, **settings: str) -> dict[str, str]:
     """What a test gives `deploy/serve`: the test's database, an instance directory and an
     embedded broker in `home`, the port, and `settings` on top (a CELERY_BROKER_URL among

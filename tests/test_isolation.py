@@ -18,13 +18,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from bench.fake_llm import FakeLLM, serving
-from tests.support import TEST_SECRET_KEY, deployed, free_port, serve_environment, workers_started
+from tests.support import (
+    TEST_SECRET_KEY,
+    Server,
+    deployed,
+    free_port,
+    serve_environment,
+    workers_started,
+)
 
 WORKERS = 2
 CALLS_PER_PROCESS = 2
@@ -33,12 +38,6 @@ BODY_READ_TIMEOUT = 3.0
 #: What "never waits for a chat or a slow client" means, for a read that takes ~5 ms.
 READ_P99_MS = 100.0
 READS = 200
-
-
-@dataclass(frozen=True)
-class Server:
-    port: int
-    log: Path
 
 
 @pytest.fixture(scope="module")

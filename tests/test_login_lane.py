@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +32,7 @@ from sqlalchemy import create_engine, text
 from tests.support import (
     PROBLEM,
     TEST_SECRET_KEY,
+    Server,
     deployed,
     eventually,
     free_port,
@@ -44,12 +44,6 @@ SHARED_THREADS = 2
 QUEUE = 8
 #: Wrong passwords that mostly get 429: the storm's connections, each its own thread.
 STORM_CONNECTIONS = 6
-
-
-@dataclass(frozen=True)
-class Server:
-    port: int
-    log: Path
 
 
 @pytest.fixture(scope="module")
