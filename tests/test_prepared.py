@@ -115,10 +115,11 @@ def test_on_sqlite_a_prepared_read_goes_through_sqlalchemy(app, client, database
 
 @on_postgresql_only
 def test_a_failing_read_raises_as_sqlalchemy_does_and_the_connection_stays_usable(
-    make_app, database_url
+    app, make_app, database_url
 ):
-    app = make_app(DATABASE_URL=database_url, DB_POOL_SIZE="1")
-    with app.app_context():
+    """A second app with a pool of one, on the schema the session's `app` made."""
+    one = make_app(DATABASE_URL=database_url, DB_POOL_SIZE="1")
+    with one.app_context():
         with pytest.raises(sa_exc.DataError):
             read_row(items_service.ITEM_BY_ID, {"item_id": "not a uuid"})
         # The one pooled connection is back, out of autocommit, and a transaction on it
@@ -135,9 +136,10 @@ def test_a_failing_read_raises_as_sqlalchemy_does_and_the_connection_stays_usabl
 
 
 @on_postgresql_only
-def test_a_read_leaves_its_connection_out_of_autocommit(make_app, database_url):
-    app = make_app(DATABASE_URL=database_url, DB_POOL_SIZE="1")
-    with app.app_context():
+def test_a_read_leaves_its_connection_out_of_autocommit(app, make_app, database_url):
+    """A second app with a pool of one, on the schema the session's `app` made."""
+    one = make_app(DATABASE_URL=database_url, DB_POOL_SIZE="1")
+    with one.app_context():
         assert read_row(items_service.ITEM_BY_ID, {"item_id": uuid.uuid4()}) is None
         with db.engine.connect() as connection:
             assert connection.connection.driver_connection.autocommit is False
