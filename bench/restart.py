@@ -51,7 +51,7 @@ from bench.__main__ import app_environment, run_and_report
 from bench.database import flask, recreate
 from bench.load import parse
 from bench.report import machine
-from bench.servers import BACKOFFICE, HOST, SERVE, free_port, running, stop
+from bench.servers import BACKOFFICE, HOST, SERVE, free_port, launch, listening_on, running, stop
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/backoffice_bench_restart"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/13"
@@ -149,21 +149,12 @@ def answers_200(port: int, path: str, headers: Mapping[str, str], deadline: floa
 def restart(serve: Path, env: Mapping[str, str], item_path: str, token: str, log: Path) -> Restart:
     """Start `serve` (`deploy/serve`) cold and time its first answers; always stop it."""
     port = free_port()
-    address = {"HOST": HOST, "PORT": str(port), "GRANIAN_HOST": HOST, "GRANIAN_PORT": str(port)}
+    address = listening_on(port)
     paths = {"health": "/health", "readiness": "/api/health", "item": item_path}
     bearer = {"Authorization": f"Bearer {token}"}
     answered: dict[str, float] = {}
-    with log.open("wb") as output:
-        started = time.monotonic()
-        process = subprocess.Popen(  # noqa: S603 (our own server)
-            [str(serve)],
-            cwd=ROOT,
-            env={**env, **address, "APP_TARGET": BACKOFFICE},
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    started = time.monotonic()
+    process = launch([str(serve)], {**env, **address, "APP_TARGET": BACKOFFICE}, log)
     try:
         deadline = started + START_TIMEOUT
         for probe in PROBES:

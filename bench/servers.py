@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
@@ -113,25 +113,36 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(STOP_TIMEOUT)
 
 
-@contextmanager
-def running(server: str, target: str, env: Mapping[str, str], log: Path) -> Iterator[str]:
-    """Serve `target`, yield its base URL once /health answers; always stop it."""
-    port = free_port()
-    address = {"HOST": HOST, "PORT": str(port), "GRANIAN_HOST": HOST, "GRANIAN_PORT": str(port)}
-    if server == "granian-wsgi" and target == BACKOFFICE:
-        target = BACKOFFICE_WSGI
-    if target != BACKOFFICE:
-        address.update(WSGI_UNDER_GRANIAN)
+def listening_on(port: int) -> dict[str, str]:
+    """The settings that put a server (Granian or Gunicorn, through our scripts) on `port`."""
+    return {"HOST": HOST, "PORT": str(port), "GRANIAN_HOST": HOST, "GRANIAN_PORT": str(port)}
+
+
+def launch(command: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a server from the repository in a process group of its own (`stop` ends the
+    whole group), its output in `log`."""
     with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603
-            command(server, target, port),
+        return subprocess.Popen(  # noqa: S603 (our own servers)
+            list(command),
             cwd=ROOT,
-            env={**env, **address, "APP_TARGET": target},
+            env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@contextmanager
+def running(server: str, target: str, env: Mapping[str, str], log: Path) -> Iterator[str]:
+    """Serve `target`, yield its base URL once /health answers; always stop it."""
+    port = free_port()
+    address = listening_on(port)
+    if server == "granian-wsgi" and target == BACKOFFICE:
+        target = BACKOFFICE_WSGI
+    if target != BACKOFFICE:
+        address.update(WSGI_UNDER_GRANIAN)
+    process = launch(command(server, target, port), {**env, **address, "APP_TARGET": target}, log)
     try:
         wait_healthy(process, port, log)
         yield f"http://{HOST}:{port}"

@@ -156,6 +156,29 @@ def deployed(
         process.wait(timeout=60)
 
 
+@contextmanager
+def serving_module(
+    database_url: str, home: Path, workers: int, **settings: str
+) -> Iterator[Server]:
+    """`deploy/serve` as the tests deploy it (testing profile, the tests' secret, warnings
+    only) with `workers` Granian workers and `settings`, on a free port, its log in `home`,
+    once every worker has loaded the app; stopped afterwards."""
+    port, log = free_port(), home / "serve.log"
+    env = serve_environment(
+        database_url,
+        home,
+        port,
+        APP_ENV="testing",
+        SECRET_KEY=TEST_SECRET_KEY,
+        LOG_LEVEL="WARNING",
+        GRANIAN_WORKERS=str(workers),
+        **settings,
+    )
+    with deployed(env, port, log):
+        assert workers_started(log, workers) == workers
+        yield Server(port, log)
+
+
 # --- problem details --------------------------------------------------------
 
 

@@ -23,12 +23,8 @@ import pytest
 
 from bench.fake_llm import FakeLLM, serving
 from tests.support import (
-    TEST_SECRET_KEY,
     Server,
-    deployed,
-    free_port,
-    serve_environment,
-    workers_started,
+    serving_module,
 )
 
 WORKERS = 2
@@ -48,16 +44,10 @@ def upstream() -> Iterator[FakeLLM]:
 
 @pytest.fixture(scope="module")
 def server(app, database_url, upstream, tmp_path_factory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("isolation")
-    port, log = free_port(), home / "serve.log"
-    env = serve_environment(
+    with serving_module(
         database_url,
-        home,
-        port,
-        APP_ENV="testing",
-        SECRET_KEY=TEST_SECRET_KEY,
-        LOG_LEVEL="WARNING",
-        GRANIAN_WORKERS=str(WORKERS),
+        tmp_path_factory.mktemp("isolation"),
+        workers=WORKERS,
         BODY_READ_TIMEOUT=str(BODY_READ_TIMEOUT),
         CHAT_CALLS_PER_PROCESS=str(CALLS_PER_PROCESS),
         CHAT_CALLS_PER_USER=str(CALLS_PER_USER),
@@ -65,10 +55,8 @@ def server(app, database_url, upstream, tmp_path_factory) -> Iterator[Server]:
         LLM_BASE_URL=upstream.url,
         LLM_MODEL="fake-model",
         LLM_TIMEOUT="10",
-    )
-    with deployed(env, port, log):
-        assert workers_started(log, WORKERS) == WORKERS
-        yield Server(port, log)
+    ) as server:
+        yield server
 
 
 @pytest.fixture

@@ -31,13 +31,9 @@ from sqlalchemy import create_engine, text
 
 from tests.support import (
     PROBLEM,
-    TEST_SECRET_KEY,
     Server,
-    deployed,
     eventually,
-    free_port,
-    serve_environment,
-    workers_started,
+    serving_module,
 )
 
 SHARED_THREADS = 2
@@ -48,24 +44,16 @@ STORM_CONNECTIONS = 6
 
 @pytest.fixture(scope="module")
 def server(app, database_url, tmp_path_factory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("login-lane")
-    port, log = free_port(), home / "serve.log"
-    env = serve_environment(
+    with serving_module(
         database_url,
-        home,
-        port,
-        APP_ENV="testing",
-        SECRET_KEY=TEST_SECRET_KEY,
-        LOG_LEVEL="WARNING",
-        GRANIAN_WORKERS="1",
+        tmp_path_factory.mktemp("login-lane"),
+        workers=1,
         SERVER_THREADS=str(SHARED_THREADS),
         CHAT_CALLS_PER_PROCESS="1",  # below SERVER_THREADS, as start-up requires
         SERVER_AUTH_THREADS="1",
         SERVER_AUTH_QUEUE=str(QUEUE),
-    )
-    with deployed(env, port, log):
-        assert workers_started(log, 1) == 1
-        yield Server(port, log)
+    ) as server:
+        yield server
 
 
 @dataclass(frozen=True)
