@@ -30,6 +30,9 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.engine.result import result_tuple
 from sqlalchemy.sql.base import Executable
 
+from backoffice.database import autocommit
+from backoffice.extensions import db
+
 Processor = Callable[[Any], Any]
 S = TypeVar("S", bound=Executable)
 
@@ -50,6 +53,17 @@ def prepared(statement: S) -> S:
 
 def is_prepared(statement: Executable) -> bool:
     return statement in _PREPARED
+
+
+def run_alone(statement: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]:
+    """Every row of one statement run on its own in autocommit (committed as it runs): on
+    the driver when it has a plan, else through SQLAlchemy."""
+    engine = db.engine
+    found = plan(statement, engine, frozenset(parameters))
+    if found is not None:
+        return found.run(engine, parameters)
+    with autocommit(engine).connect() as connection:
+        return connection.execute(statement, parameters).all()
 
 
 def plan(statement: Executable, engine: Engine, given: frozenset[str]) -> Plan | None:

@@ -15,19 +15,14 @@ from sqlalchemy import Row, Select
 
 from backoffice.database import autocommit
 from backoffice.extensions import db
-from backoffice.prepared import plan
+from backoffice.prepared import plan, run_alone
 
 
 def read_rows(
     statement: Select[Any], parameters: dict[str, Any] | None = None
 ) -> Sequence[Row[Any]]:
     """Every row of `statement` (`row.id`, `row._asdict()`)."""
-    parameters = parameters or {}
-    found = plan(statement, db.engine, frozenset(parameters))
-    if found is not None:
-        return found.run(db.engine, parameters)
-    with autocommit(db.engine).connect() as connection:
-        return connection.execute(statement, parameters).all()
+    return run_alone(statement, parameters or {})
 
 
 def read_row(statement: Select[Any], parameters: dict[str, Any] | None = None) -> Row[Any] | None:

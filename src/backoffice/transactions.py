@@ -16,9 +16,8 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
 
-from backoffice.database import autocommit
 from backoffice.extensions import db
-from backoffice.prepared import plan
+from backoffice.prepared import run_alone
 
 #: `session.info` keys: set while an outer unit of work owns the commit; callbacks to run
 #: once the work is committed.
@@ -65,11 +64,7 @@ def write_one(statement: Executable, parameters: dict[str, Any]) -> Row[Any]:
 def write_alone(statement: Executable, parameters: dict[str, Any]) -> Sequence[Row[Any]]:
     """Run one write committed on its own, now, whatever unit of work is open, and return
     its `RETURNING` rows (none for an `ON CONFLICT DO NOTHING` that found its row)."""
-    found = plan(statement, db.engine, frozenset(parameters))
-    if found is not None:
-        return found.run(db.engine, parameters)
-    with autocommit(db.engine).connect() as connection:
-        return connection.execute(statement, parameters).all()
+    return run_alone(statement, parameters)
 
 
 def after_commit(callback: Callable[[], object]) -> None:
